@@ -1,0 +1,209 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// How metrics are collected over ssh (`SSH_*`).
+public struct SSHSettings: Equatable, Sendable {
+    /// The ssh program: a path, or a name looked up on `PATH`.
+    public var command: String
+    /// The private key given to ssh as `IdentityFile`; nil lets ssh use its defaults.
+    public var keyPath: String?
+    /// `ConnectTimeout` in seconds; the daemon's own deadline for one call is derived from it.
+    public var connectTimeout: Int
+    /// At most this many ssh calls at once.
+    public var concurrency: Int
+
+    public init(command: String = "ssh", keyPath: String? = nil, connectTimeout: Int = 10, concurrency: Int = 16) {
+        self.command = command
+        self.keyPath = keyPath
+        self.connectTimeout = connectTimeout
+        self.concurrency = concurrency
+    }
+}
+
+/// The whole configuration, parsed and validated from the environment.
+public struct Config: Equatable, Sendable {
+    public var policy: Policy
+    /// Seconds between cycles (`CHECK_INTERVAL`).
+    public var checkInterval: Double
+    /// Decide and log, never call a mutating API.
+    public var dryRun: Bool
+    /// One key per Vast.ai account.
+    public var vastAPIKeys: [Secret]
+    /// scheme://host[:port] of the Vast.ai API.
+    public var vastAPIURL: URL
+    /// Where notifications are POSTed; nil sends none.
+    public var webhookURL: Secret?
+    public var ssh: SSHSettings
+    /// Where `state.json`, `actions.jsonl` and `known_hosts` live.
+    public var stateDirectory: String
+    public var logLevel: LogLevel
+
+    public init(
+        policy: Policy = .defaults, checkInterval: Double = 60, dryRun: Bool = false, vastAPIKeys: [Secret] = [],
+        vastAPIURL: URL = URL(string: "https://console.vast.ai")!, webhookURL: Secret? = nil,
+        ssh: SSHSettings = SSHSettings(), stateDirectory: String = "/var/lib/cost-optimizer",
+        logLevel: LogLevel = .info
+    ) {
+        self.policy = policy
+        self.checkInterval = checkInterval
+        self.dryRun = dryRun
+        self.vastAPIKeys = vastAPIKeys
+        self.vastAPIURL = vastAPIURL
+        self.webhookURL = webhookURL
+        self.ssh = ssh
+        self.stateDirectory = stateDirectory
+        self.logLevel = logLevel
+    }
+
+    /// True when at least one provider has credentials.
+    public var hasProvider: Bool { !vastAPIKeys.isEmpty }
+
+    /// Every variable the daemon reads, in the order `check-config` prints them.
+    public static let variables = [
+        "PAUSE_THRESHOLD_GPU", "PAUSE_WINDOW_MINUTES", "MIN_SAMPLES", "DELETE_THRESHOLD_HOURS", "MIN_INSTANCE_AGE_HOURS",
+        "CHECK_INTERVAL", "PROTECTED_INSTANCES", "PROTECT_LABEL", "DRY_RUN", "VAST_API_KEY", "VAST_API_URL",
+        "WEBHOOK_URL", "SSH_KEY_PATH", "SSH_COMMAND", "SSH_CONNECT_TIMEOUT", "SSH_CONCURRENCY", "STATE_DIR", "LOG_LEVEL",
+    ]
+
+    /// Parses and validates the configuration.
+    ///
+    /// - Parameters:
+    ///   - environment: the process environment (secrets already resolved from credential files).
+    ///   - requireProvider: false for `demo`, which brings its own simulated provider.
+    /// - Throws: `ConfigError` naming the variable and the value (never a secret's value).
+    public static func parse(environment env: [String: String], requireProvider: Bool = true) throws(ConfigError)
+        -> Config
+    {
+        let reader = EnvironmentReader(env)
+        var policy = Policy()
+        policy.pauseThresholdGPU = try reader.number("PAUSE_THRESHOLD_GPU", default: 10, range: 0...100)
+        policy.pauseWindow = try reader.number("PAUSE_WINDOW_MINUTES", default: 30, range: 0...100_000) * 60
+        policy.minSamples = try reader.integer("MIN_SAMPLES", default: 5, range: 1...100_000)
+        policy.deleteThreshold = try reader.number("DELETE_THRESHOLD_HOURS", default: 24, range: 0...100_000) * 3600
+        policy.minInstanceAge = try reader.number("MIN_INSTANCE_AGE_HOURS", default: 1, range: 0...100_000) * 3600
+        policy.protectedInstances = Set(reader.list("PROTECTED_INSTANCES"))
+        policy.protectLabel = reader.string("PROTECT_LABEL") ?? "keep"
+
+        var config = Config(policy: policy)
+        config.checkInterval = try reader.number("CHECK_INTERVAL", default: 60, range: 1...86_400)
+        config.dryRun = try reader.boolean("DRY_RUN", default: false)
+        config.vastAPIKeys = reader.list("VAST_API_KEY").map(Secret.init)
+        config.vastAPIURL = try reader.baseURL("VAST_API_URL", default: "https://console.vast.ai")
+        if let webhook = reader.string("WEBHOOK_URL") {
+            guard let url = URL(string: webhook), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", url.host?.isEmpty == false
+            else {
+                throw ConfigError.invalid(
+                    variable: "WEBHOOK_URL", value: "<redacted>", expected: "an http:// or https:// URL")
+            }
+            config.webhookURL = Secret(webhook)
+        }
+        config.ssh = SSHSettings(
+            command: reader.string("SSH_COMMAND") ?? "ssh",
+            keyPath: reader.string("SSH_KEY_PATH"),
+            connectTimeout: try reader.integer("SSH_CONNECT_TIMEOUT", default: 10, range: 1...600),
+            concurrency: try reader.integer("SSH_CONCURRENCY", default: 16, range: 1...1024))
+        config.stateDirectory =
+            reader.string("STATE_DIR") ?? reader.string("STATE_DIRECTORY")?.split(separator: ":").first.map(String.init)
+            ?? "/var/lib/cost-optimizer"
+        let level = reader.string("LOG_LEVEL")?.lowercased() ?? "info"
+        guard let logLevel = LogLevel(rawValue: level == "warn" ? "warning" : level) else {
+            throw ConfigError.invalid(variable: "LOG_LEVEL", value: level, expected: "one of debug, info, warning, error")
+        }
+        config.logLevel = logLevel
+        if requireProvider && !config.hasProvider {
+            throw ConfigError.noProvider
+        }
+        return config
+    }
+}
+
+/// A configuration error; the executable prints `description` and exits 78 (EX_CONFIG).
+public enum ConfigError: Error, Equatable, CustomStringConvertible {
+    /// A variable holds a value the daemon cannot use.
+    case invalid(variable: String, value: String, expected: String)
+    /// No provider has credentials.
+    case noProvider
+
+    public var description: String {
+        switch self {
+        case .invalid(let variable, let value, let expected):
+            "Invalid configuration: \(variable)=\"\(value)\" must be \(expected)."
+        case .noProvider:
+            "Invalid configuration: no provider is configured; set VAST_API_KEY (or run `cost-optimizer demo`)."
+        }
+    }
+}
+
+/// Reads variables with one rule: unset or blank means the default.
+struct EnvironmentReader {
+    let env: [String: String]
+
+    init(_ env: [String: String]) { self.env = env }
+
+    func string(_ name: String) -> String? {
+        guard let raw = env[name]?.trimmed, !raw.isEmpty else { return nil }
+        return raw
+    }
+
+    func list(_ name: String) -> [String] {
+        (string(name) ?? "").split(separator: ",").map(\.trimmed).filter {
+            !$0.isEmpty
+        }
+    }
+
+    func number(_ name: String, default value: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        guard let raw = string(name) else { return value }
+        guard let number = Double(raw), number.isFinite else {
+            throw ConfigError.invalid(variable: name, value: raw, expected: "a number")
+        }
+        guard range.contains(number) else {
+            throw ConfigError.invalid(
+                variable: name, value: raw, expected: "between \(format(range.lowerBound)) and \(format(range.upperBound))")
+        }
+        return number
+    }
+
+    func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let raw = string(name) else { return value }
+        guard let number = Int(raw) else {
+            throw ConfigError.invalid(variable: name, value: raw, expected: "a whole number")
+        }
+        guard range.contains(number) else {
+            throw ConfigError.invalid(
+                variable: name, value: raw, expected: "between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return number
+    }
+
+    func boolean(_ name: String, default value: Bool) throws(ConfigError) -> Bool {
+        guard let raw = string(name)?.lowercased() else { return value }
+        switch raw {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigError.invalid(variable: name, value: raw, expected: "true or false")
+        }
+    }
+
+    /// scheme://host[:port] with no path, query or credentials.
+    func baseURL(_ name: String, default value: String) throws(ConfigError) -> URL {
+        let raw = string(name) ?? value
+        let expected = "scheme://host[:port] with scheme http or https and no path"
+        guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty, url.user == nil, url.query == nil,
+            url.path.isEmpty || url.path == "/"
+        else {
+            throw ConfigError.invalid(variable: name, value: raw, expected: expected)
+        }
+        var text = raw
+        while text.hasSuffix("/") { text.removeLast() }
+        return URL(string: text)!
+    }
+
+    private func format(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}

@@ -1,0 +1,54 @@
+/// The rules the decision engine applies, as values (from `PAUSE_*`, `DELETE_*`, `MIN_*`, `PROTECT*`).
+public struct Policy: Equatable, Sendable {
+    /// A sample is idle when the instance's utilisation (%) is below this.
+    public var pauseThresholdGPU: Double
+    /// The idle streak's first sample must be at least this old (seconds) before a pause.
+    public var pauseWindow: Double
+    /// The idle streak must hold at least this many samples before a pause.
+    public var minSamples: Int
+    /// Delete once the idle clock has run for longer than this (seconds).
+    public var deleteThreshold: Double
+    /// Never delete an instance younger than this (seconds), by the provider's creation time.
+    public var minInstanceAge: Double
+    /// Ids or names never paused or deleted.
+    public var protectedInstances: Set<String>
+    /// An instance whose label, name or tag contains this word is protected. Empty disables the label rule.
+    public var protectLabel: String
+    /// After this many cycles running with no successful sample, notify `ssh_unreachable` once.
+    public var unreachableNotifyAfter: Int
+
+    public init(
+        pauseThresholdGPU: Double = 10, pauseWindow: Double = 30 * 60, minSamples: Int = 5,
+        deleteThreshold: Double = 24 * 3600, minInstanceAge: Double = 3600, protectedInstances: Set<String> = [],
+        protectLabel: String = "keep", unreachableNotifyAfter: Int = 3
+    ) {
+        self.pauseThresholdGPU = pauseThresholdGPU
+        self.pauseWindow = pauseWindow
+        self.minSamples = minSamples
+        self.deleteThreshold = deleteThreshold
+        self.minInstanceAge = minInstanceAge
+        self.protectedInstances = protectedInstances
+        self.protectLabel = protectLabel
+        self.unreachableNotifyAfter = unreachableNotifyAfter
+    }
+
+    /// The defaults of the daemon issue: 10 %, 30 min, 5 samples, 24 h, 1 h, label `keep`.
+    public static let defaults = Policy()
+
+    /// Why an instance is protected, or nil when it is not.
+    public func protectionReason(for instance: Instance) -> String? {
+        if protectedInstances.contains(instance.key.id) {
+            return "protected: \(instance.key.id) is in PROTECTED_INSTANCES"
+        }
+        if protectedInstances.contains(instance.name) {
+            return "protected: \(instance.name) is in PROTECTED_INSTANCES"
+        }
+        let word = protectLabel.lowercased()
+        if !word.isEmpty {
+            for label in instance.labels + [instance.name] where label.lowercased().contains(word) {
+                return "protected: label \"\(label)\" holds \(protectLabel)"
+            }
+        }
+        return nil
+    }
+}
