@@ -89,6 +89,8 @@ public struct Config: Equatable, Sendable {
 
         var config = Config(policy: policy)
         config.checkInterval = try reader.number("CHECK_INTERVAL", default: 60, range: 1...86_400)
+        config.policy.sampleGapLimit = max(policy.pauseWindow, 3 * config.checkInterval)
+        config.policy.sampleRetention = max(policy.pauseWindow, 3600)
         config.dryRun = try reader.boolean("DRY_RUN", default: false)
         config.vastAPIKeys = reader.list("VAST_API_KEY").map(Secret.init)
         config.vastAPIURL = try reader.baseURL("VAST_API_URL", default: "https://console.vast.ai")

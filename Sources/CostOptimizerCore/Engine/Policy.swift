@@ -16,11 +16,17 @@ public struct Policy: Equatable, Sendable {
     public var protectLabel: String
     /// After this many cycles running with no successful sample, notify `ssh_unreachable` once.
     public var unreachableNotifyAfter: Int
+    /// A gap between successful samples longer than this (seconds) ends the idle streak: no evidence, no idleness.
+    /// Config sets it to the larger of the pause window and three check intervals, so a window of 0 still works.
+    public var sampleGapLimit: Double
+    /// How long samples are kept in the state file for `status` (seconds).
+    public var sampleRetention: Double
 
     public init(
         pauseThresholdGPU: Double = 10, pauseWindow: Double = 30 * 60, minSamples: Int = 5,
         deleteThreshold: Double = 24 * 3600, minInstanceAge: Double = 3600, protectedInstances: Set<String> = [],
-        protectLabel: String = "keep", unreachableNotifyAfter: Int = 3
+        protectLabel: String = "keep", unreachableNotifyAfter: Int = 3,
+        sampleGapLimit: Double = 30 * 60, sampleRetention: Double = 3600
     ) {
         self.pauseThresholdGPU = pauseThresholdGPU
         self.pauseWindow = pauseWindow
@@ -30,6 +36,8 @@ public struct Policy: Equatable, Sendable {
         self.protectedInstances = protectedInstances
         self.protectLabel = protectLabel
         self.unreachableNotifyAfter = unreachableNotifyAfter
+        self.sampleGapLimit = sampleGapLimit
+        self.sampleRetention = sampleRetention
     }
 
     /// The defaults of the daemon issue: 10 %, 30 min, 5 samples, 24 h, 1 h, label `keep`.

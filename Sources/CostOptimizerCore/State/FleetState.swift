@@ -1,0 +1,127 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Everything the daemon remembers between cycles and across restarts (`STATE_DIR/state.json`).
+public struct FleetState: Codable, Equatable, Sendable {
+    /// Bumped when the shape changes; an unknown version is treated as a corrupt file.
+    public var schemaVersion: Int
+    /// One record per instance ever seen and not yet forgotten, keyed by `provider/id`.
+    public var instances: [String: InstanceRecord]
+
+    public static let currentSchemaVersion = 1
+
+    public init(instances: [String: InstanceRecord] = [:]) {
+        self.schemaVersion = FleetState.currentSchemaVersion
+        self.instances = instances
+    }
+
+    public subscript(key: InstanceKey) -> InstanceRecord? {
+        get { instances[key.description] }
+        set { instances[key.description] = newValue }
+    }
+
+    /// Records the outcome of an action the runtime attempted.
+    ///
+    /// A successful pause starts the paused-by-us clock; a successful delete forgets the instance; a failure is kept
+    /// as the last action only, so the engine plans the same action again next cycle.
+    public mutating func record(_ action: ActionKind, for key: InstanceKey, at time: Date, dryRun: Bool, succeeded: Bool)
+    {
+        guard var record = self[key] else { return }
+        record.lastAction = ActionMark(action: action, at: time, dryRun: dryRun, succeeded: succeeded)
+        if succeeded && !dryRun {
+            switch action {
+            case .pause:
+                record.pausedAt = time
+                record.streakStart = nil
+                record.streakCount = 0
+                record.streakSum = 0
+            case .delete:
+                self[key] = nil
+                return
+            case .none:
+                break
+            }
+        }
+        self[key] = record
+    }
+}
+
+/// One stored sample: when, and the instance's utilisation (nil when the sample failed).
+public struct StoredSample: Codable, Equatable, Sendable {
+    public var at: Date
+    public var utilization: Double?
+
+    public init(at: Date, utilization: Double?) {
+        self.at = at
+        self.utilization = utilization
+    }
+}
+
+/// What the daemon last did to an instance.
+public struct ActionMark: Codable, Equatable, Sendable {
+    public var action: ActionKind
+    public var at: Date
+    public var dryRun: Bool
+    public var succeeded: Bool
+
+    public init(action: ActionKind, at: Date, dryRun: Bool, succeeded: Bool) {
+        self.action = action
+        self.at = at
+        self.dryRun = dryRun
+        self.succeeded = succeeded
+    }
+}
+
+/// The daemon's memory of one instance: its clocks and its recent samples.
+public struct InstanceRecord: Codable, Equatable, Sendable {
+    /// When the daemon first listed it.
+    public var firstSeen: Date
+    /// When a listing last held it.
+    public var lastSeen: Date
+    /// The state it had at `lastSeen`.
+    public var lastState: InstanceState
+    /// Recent samples, failures included, for `status` and the record (bounded in age and count).
+    public var samples: [StoredSample]
+    /// The first sample of the current idle streak; nil when there is no streak.
+    public var streakStart: Date?
+    /// Successful idle samples in the current streak.
+    public var streakCount: Int
+    /// Sum of the streak's utilisations, for its average.
+    public var streakSum: Double
+    /// The last successful sample.
+    public var lastSampleAt: Date?
+    /// When the idle clock started (streak start while running; pause or first sighting while paused or broken).
+    public var idleSince: Date?
+    /// When the daemon paused it; nil when it did not, or after it was seen busy again.
+    public var pausedAt: Date?
+    /// Consecutive cycles in which it was running and no sample succeeded.
+    public var failedCycles: Int
+    /// The last reason a sample failed.
+    public var lastFailure: String?
+    /// True once `ssh_unreachable` was notified for the current run of failures.
+    public var unreachableNotified: Bool
+    public var lastAction: ActionMark?
+
+    public init(firstSeen: Date, state: InstanceState) {
+        self.firstSeen = firstSeen
+        self.lastSeen = firstSeen
+        self.lastState = state
+        self.samples = []
+        self.streakStart = nil
+        self.streakCount = 0
+        self.streakSum = 0
+        self.lastSampleAt = nil
+        self.idleSince = nil
+        self.pausedAt = nil
+        self.failedCycles = 0
+        self.lastFailure = nil
+        self.unreachableNotified = false
+        self.lastAction = nil
+    }
+
+    /// The average utilisation of the current idle streak.
+    public var streakAverage: Double? { streakCount > 0 ? streakSum / Double(streakCount) : nil }
+}
