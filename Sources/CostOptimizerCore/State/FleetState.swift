@@ -10,6 +10,8 @@ public struct FleetState: Codable, Equatable, Sendable {
     public var schemaVersion: Int
     /// One record per instance ever seen and not yet forgotten, keyed by `provider/id`.
     public var instances: [String: InstanceRecord]
+    /// Accounts whose last listing failed, so `provider_error` is notified once per outage, not every cycle.
+    public var failingAccounts: [String]?
 
     public static let currentSchemaVersion = 1
 

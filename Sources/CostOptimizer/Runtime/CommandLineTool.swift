@@ -1,0 +1,222 @@
+import CostOptimizerCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit statuses, from sysexits.h where one fits.
+public enum ExitStatus {
+    public static let ok: Int32 = 0
+    /// `--run-once` or `status` could list no provider at all.
+    public static let noProviderListed: Int32 = 1
+    /// EX_USAGE: unknown command or flag.
+    public static let usage: Int32 = 64
+    /// EX_SOFTWARE: an unexpected internal failure (the state directory, say).
+    public static let software: Int32 = 70
+    /// EX_CONFIG: systemd's `RestartPreventExitStatus=78` stops a restart loop on it.
+    public static let config: Int32 = 78
+}
+
+/// The parsed command line.
+public struct Invocation: Equatable, Sendable {
+    public enum Command: String, Sendable { case run, status, checkConfig = "check-config", demo, help, version }
+    public var command: Command
+    public var runOnce = false
+    public var dryRun = false
+    public var json = false
+
+    /// Parses the arguments after the program name.
+    /// - Throws: a message for the usage error.
+    public static func parse(_ arguments: [String]) throws(UsageError) -> Invocation {
+        var invocation = Invocation(command: .run)
+        var sawCommand = false
+        for argument in arguments {
+            switch argument {
+            case "--run-once": invocation.runOnce = true
+            case "--dry-run": invocation.dryRun = true
+            case "--json": invocation.json = true
+            case "-h", "--help", "help": invocation.command = .help
+            case "--version", "version": invocation.command = .version
+            default:
+                guard !sawCommand, !argument.hasPrefix("-"), let command = Command(rawValue: argument) else {
+                    throw UsageError(message: "unknown argument \"\(argument)\"")
+                }
+                if invocation.command != .help && invocation.command != .version { invocation.command = command }
+                sawCommand = true
+            }
+        }
+        return invocation
+    }
+}
+
+/// A command-line mistake.
+public struct UsageError: Error, Equatable {
+    public var message: String
+}
+
+/// `cost-optimizer` and its subcommands. `main` calls `CommandLineTool.main`; `demo` is routed to the simulation.
+public enum CommandLineTool {
+    public static let version = "0.1.0"
+
+    public static let usage = """
+        Usage: cost-optimizer [run] [--run-once] [--dry-run]
+               cost-optimizer status [--json] | check-config | demo | --help | --version
+
+        Pauses GPU instances that stay idle and deletes ones idle for a day, on Vast.ai.
+          run            the daemon: a cycle every CHECK_INTERVAL seconds until SIGTERM (the default)
+          --run-once     one cycle, then exit (0 when it ran, 1 when no provider could be listed)
+          --dry-run      decide and log, never pause or delete (same as DRY_RUN=true)
+          status         one listing and one metrics pass, no action: every instance and the decision now
+          check-config   print the effective configuration (secrets redacted) and test each provider
+          demo           run the real daemon against a simulated Vast.ai fleet for a simulated day
+        Configuration is read from the environment; see docs/configuration.md. Exit 78 on a configuration error.
+        """
+
+    /// Runs a command line; returns the exit status.
+    public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
+        let invocation: Invocation
+        do { invocation = try Invocation.parse(arguments) } catch {
+            printError("cost-optimizer: \(error.message)\n\(usage)")
+            return ExitStatus.usage
+        }
+        switch invocation.command {
+        case .help:
+            print(usage)
+            return ExitStatus.ok
+        case .version:
+            print("cost-optimizer \(version)")
+            return ExitStatus.ok
+        case .demo:
+            printError("cost-optimizer: demo is provided by the cost-optimizer executable")
+            return ExitStatus.usage
+        case .run, .status, .checkConfig:
+            break
+        }
+        let config: Config
+        do {
+            var environment = try Secrets.resolve(environment)
+            if invocation.dryRun { environment["DRY_RUN"] = "true" }
+            config = try Config.parse(environment: environment)
+        } catch {
+            printError("cost-optimizer: \(error)")
+            return ExitStatus.config
+        }
+        let logger = Logger(level: config.logLevel, sink: StandardErrorLogSink(environment: environment))
+        umask(0o077)
+        let edges = Edges.live(logger: logger)
+        switch invocation.command {
+        case .status:
+            return await status(config: config, edges: edges, json: invocation.json)
+        case .checkConfig:
+            return await checkConfig(config: config, edges: edges)
+        default:
+            return await run(config: config, edges: edges, once: invocation.runOnce)
+        }
+    }
+
+    /// The daemon loop, or one cycle.
+    public static func run(config: Config, edges: Edges, once: Bool) async -> Int32 {
+        let daemon: Daemon
+        do { daemon = try Wiring.daemon(config: config, edges: edges) } catch {
+            edges.logger.error("Cannot start: \(error)")
+            return ExitStatus.software
+        }
+        if once {
+            let state: FleetState
+            do { state = try daemon.loadState() } catch {
+                edges.logger.error("Cannot start: \(error)")
+                return ExitStatus.software
+            }
+            let report = await daemon.tick(state: state)
+            return report.listedAccounts == 0 ? ExitStatus.noProviderListed : ExitStatus.ok
+        }
+        edges.shutdown.installHandlers()
+        do { try await daemon.run() } catch {
+            edges.logger.error("Daemon failed: \(error)")
+            return ExitStatus.software
+        }
+        return ExitStatus.ok
+    }
+
+    /// One listing and one metrics pass against the saved state; nothing is acted on and nothing is saved.
+    public static func status(config: Config, edges: Edges, json: Bool) async -> Int32 {
+        let report = await statusReport(config: config, edges: edges)
+        print(json ? report.json() : report.table(), terminator: json ? "\n" : "")
+        return report.errors.count == config.vastAPIKeys.count && !report.errors.isEmpty
+            ? ExitStatus.noProviderListed : ExitStatus.ok
+    }
+
+    /// Builds the status report (shared by `status` and tests).
+    public static func statusReport(config: Config, edges: Edges) async -> StatusReport {
+        var state = FleetState()
+        if FileManager.default.fileExists(atPath: config.stateDirectory + "/state.json"),
+            let store = try? FileStateStore(directory: config.stateDirectory, logger: edges.logger)
+        {
+            state = (try? store.load()) ?? FleetState()
+        }
+        let daemon = Daemon(
+            config: config, providers: Wiring.providers(config: config, edges: edges),
+            sampler: Wiring.sampler(config: config, edges: edges), store: ReadOnlyStore(),
+            notifier: NoNotifier(), clock: edges.clock, logger: edges.logger, shutdown: edges.shutdown)
+        let listing = await daemon.list()
+        let sampled = listing.instances.filter { $0.state == .running && $0.managed && $0.ssh != nil }
+        let samples = await daemon.sampler.sample(sampled)
+        let observations = listing.instances.map { Observation(instance: $0, sample: samples[$0.key]) }
+        let plan = DecisionEngine(policy: config.policy).plan(
+            state: state, observations: observations, now: edges.clock.now())
+        return StatusReport(plan: plan, samples: samples, errors: listing.errors)
+    }
+
+    /// Prints the configuration with secrets redacted, then lists each account once.
+    public static func checkConfig(config: Config, edges: Edges) async -> Int32 {
+        print(describe(config))
+        var failed = false
+        for provider in Wiring.providers(config: config, edges: edges) {
+            do {
+                let instances = try await provider.listInstances()
+                print("\(provider.account): ok (\(instances.count) instances)")
+            } catch {
+                failed = true
+                print("\(provider.account): error: \(error)")
+            }
+        }
+        return failed ? ExitStatus.noProviderListed : ExitStatus.ok
+    }
+
+    /// The effective configuration, one `NAME=value` per line, secrets redacted.
+    public static func describe(_ config: Config) -> String {
+        let p = config.policy
+        let webhook = config.webhookURL.flatMap { URL(string: $0.value) }.map {
+            "\($0.scheme ?? "https")://\($0.host ?? "")/<redacted>"
+        }
+        let lines: [(String, String)] = [
+            ("PAUSE_THRESHOLD_GPU", number(p.pauseThresholdGPU)), ("PAUSE_WINDOW_MINUTES", number(p.pauseWindow / 60)),
+            ("MIN_SAMPLES", "\(p.minSamples)"), ("DELETE_THRESHOLD_HOURS", number(p.deleteThreshold / 3600)),
+            ("MIN_INSTANCE_AGE_HOURS", number(p.minInstanceAge / 3600)), ("CHECK_INTERVAL", number(config.checkInterval)),
+            ("PROTECTED_INSTANCES", p.protectedInstances.sorted().joined(separator: ",")),
+            ("PROTECT_LABEL", p.protectLabel), ("DRY_RUN", "\(config.dryRun)"),
+            ("VAST_API_KEY", config.vastAPIKeys.isEmpty ? "" : "<redacted: \(config.vastAPIKeys.count) key(s)>"),
+            ("VAST_API_URL", config.vastAPIURL.absoluteString), ("WEBHOOK_URL", webhook ?? ""),
+            ("SSH_KEY_PATH", config.ssh.keyPath ?? ""), ("SSH_COMMAND", config.ssh.command),
+            ("SSH_CONNECT_TIMEOUT", "\(config.ssh.connectTimeout)"), ("SSH_CONCURRENCY", "\(config.ssh.concurrency)"),
+            ("STATE_DIR", config.stateDirectory), ("LOG_LEVEL", config.logLevel.rawValue),
+        ]
+        return lines.map { "\($0.0)=\($0.1)" }.joined(separator: "\n")
+    }
+
+    private static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+
+    static func printError(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}
+
+/// A store that saves nothing: `status` must not change the daemon's clocks.
+struct ReadOnlyStore: StateStore {
+    func load() throws -> FleetState? { nil }
+    func save(_ state: FleetState) throws {}
+    func append(_ record: JournalRecord) throws {}
+}

@@ -1,0 +1,290 @@
+import CostOptimizerCore
+import Foundation
+
+/// A provider that could not be listed this cycle.
+public struct ProviderFailure: Equatable, Sendable, Codable {
+    public var provider: String
+    public var message: String
+}
+
+/// What one cycle saw, decided and did.
+public struct CycleReport: Sendable {
+    public var state: FleetState
+    public var plan: Plan
+    public var errors: [ProviderFailure]
+    /// How many accounts were listed successfully.
+    public var listedAccounts: Int
+    public var actions: [JournalRecord]
+    public var seconds: Double
+}
+
+/// The daemon: list → sample → decide → act → save → tell, every `CHECK_INTERVAL`. It owns the only mutable state.
+public struct Daemon: Sendable {
+    public let config: Config
+    public let providers: [any GPUProvider]
+    public let sampler: any GPUSampling
+    public let store: any StateStore
+    public let notifier: any Notifier
+    public let clock: any WallClock
+    public let logger: Logger
+    public let shutdown: ShutdownSignal
+    let engine: DecisionEngine
+
+    public init(
+        config: Config, providers: [any GPUProvider], sampler: any GPUSampling, store: any StateStore,
+        notifier: any Notifier, clock: any WallClock, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal()
+    ) {
+        self.config = config
+        self.providers = providers
+        self.sampler = sampler
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.logger = logger
+        self.shutdown = shutdown
+        self.engine = DecisionEngine(policy: config.policy)
+    }
+
+    // MARK: - The loop
+
+    /// Runs cycles until a stop is requested, then saves the state and returns.
+    public func run() async throws {
+        var state = try loadState()
+        logger.info(
+            "Daemon started: \(providers.count) account(s), every \(Int(config.checkInterval)) s"
+                + (config.dryRun ? ", DRY RUN: no instance will be paused or deleted" : ""))
+        while !shutdown.isRequested {
+            let report = await tick(state: state)
+            state = report.state
+            var waited = 0.0
+            while waited < config.checkInterval && !shutdown.isRequested {
+                let slice = min(1, config.checkInterval - waited)
+                try? await clock.sleep(seconds: slice)
+                waited += slice
+            }
+        }
+        try store.save(state)
+        logger.info("Daemon stopped: state saved")
+    }
+
+    /// Loads the saved state, or starts empty.
+    public func loadState() throws -> FleetState {
+        try store.load() ?? FleetState()
+    }
+
+    /// One whole cycle; the state is saved before it returns.
+    public func tick(state: FleetState) async -> CycleReport {
+        let started = clock.now()
+        let listing = await list()
+        var plan = await observeAndPlan(state: state, listing: listing, now: started)
+        var next = plan.nextState
+        next = await reportProviderHealth(listing, state: next)
+        var records: [JournalRecord] = []
+        for planned in plan.decisions {
+            let key = planned.instance.key
+            if planned.decision.unsampled {
+                logger.warning("No GPU reading \(key) (\(planned.instance.name)): \(planned.decision.reason)")
+            } else {
+                logger.debug("Decision \(key): \(planned.decision.action.rawValue): \(planned.decision.reason)")
+            }
+            if planned.decision.notifyUnreachable {
+                await notifier.notify(unreachableEvent(planned))
+            }
+            guard planned.decision.action != .none else { continue }
+            if shutdown.isRequested {
+                logger.info("Action skipped \(key): stopping")
+                continue
+            }
+            guard let provider = listing.owners[key] else { continue }
+            if let record = await act(planned, provider: provider, state: &next) { records.append(record) }
+        }
+        do {
+            try store.save(next)
+        } catch {
+            logger.error("State not saved: \(error)")
+        }
+        plan.nextState = next
+        let seconds = clock.now().timeIntervalSince(started)
+        let counts = Dictionary(grouping: listing.instances, by: \.state).mapValues(\.count)
+        logger.info(
+            "Cycle complete: \(counts[.running] ?? 0) running, \(counts[.paused] ?? 0) paused, "
+                + "\(listing.errors.count) errors in \(String(format: "%.1f", seconds)) s"
+                + (records.isEmpty ? "" : ", \(records.count) action(s)") + (config.dryRun ? " (dry run)" : ""))
+        return CycleReport(
+            state: next, plan: plan, errors: listing.errors, listedAccounts: providers.count - listing.errors.count,
+            actions: records, seconds: seconds)
+    }
+
+    // MARK: - Steps
+
+    /// Every account's instances, who owns each, and the accounts that failed.
+    public struct Listing: Sendable {
+        public var instances: [Instance] = []
+        public var owners: [InstanceKey: any GPUProvider] = [:]
+        public var errors: [ProviderFailure] = []
+    }
+
+    /// Lists every account concurrently; one failing never stops the others.
+    public func list() async -> Listing {
+        let results = await withTaskGroup(of: (Int, Result<[Instance], any Error>).self) { group in
+            for (index, provider) in providers.enumerated() {
+                group.addTask {
+                    do { return (index, .success(try await provider.listInstances())) } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var results: [(Int, Result<[Instance], any Error>)] = []
+            for await result in group { results.append(result) }
+            return results.sorted { $0.0 < $1.0 }
+        }
+        var listing = Listing()
+        for (index, result) in results {
+            let provider = providers[index]
+            switch result {
+            case .success(let instances):
+                for instance in instances where listing.owners[instance.key] == nil {
+                    listing.owners[instance.key] = provider
+                    listing.instances.append(instance)
+                }
+            case .failure(let error):
+                logger.warning("Provider error \(provider.account): \(error)")
+                listing.errors.append(ProviderFailure(provider: provider.account, message: "\(error)"))
+            }
+        }
+        return listing
+    }
+
+    /// Samples the running managed instances (cancelled if a stop arrives) and runs the engine.
+    public func observeAndPlan(state: FleetState, listing: Listing, now: Date) async -> Plan {
+        let sampled = listing.instances.filter { $0.state == .running && $0.managed && $0.ssh != nil }
+        let samples = await withTaskGroup(of: [InstanceKey: SampleResult]?.self) { group in
+            group.addTask { await sampler.sample(sampled) }
+            group.addTask {
+                await shutdown.wait()
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? [:]
+        }
+        let observations = listing.instances.map { instance in
+            Observation(instance: instance, sample: samples[instance.key])
+        }
+        return engine.plan(state: state, observations: observations, now: now)
+    }
+
+    /// Pauses or deletes one instance (or, in dry run, records that it would have), journals and notifies.
+    func act(_ planned: PlannedDecision, provider: any GPUProvider, state: inout FleetState) async -> JournalRecord? {
+        let instance = planned.instance
+        let action = planned.decision.action
+        let verb = action == .pause ? "PAUSE" : "DELETE"
+        let line = "\(instance.key) (\(instance.gpuModel ?? "GPU")): \(planned.decision.reason)"
+        let now = clock.now()
+        if config.dryRun {
+            if let mark = state[instance.key]?.lastAction, mark.dryRun, mark.action == action,
+                let since = state[instance.key]?.idleSince, mark.at >= since
+            {
+                logger.debug("DRY RUN \(verb) already reported \(line)")
+                return nil
+            }
+            logger.info("DRY RUN \(verb) \(line)")
+            let record = journalRecord(planned, now: now, result: "dry_run", error: nil)
+            appendJournal(record)
+            state.record(action, for: instance.key, at: now, dryRun: true, succeeded: true)
+            await notifier.notify(actionEvent(planned, dryRun: true))
+            return record
+        }
+        do {
+            if action == .pause {
+                try await provider.pause(instance)
+            } else {
+                try await provider.delete(instance)
+            }
+            logger.info("\(verb) \(line)")
+            let record = journalRecord(planned, now: now, result: "ok", error: nil)
+            appendJournal(record)
+            state.record(action, for: instance.key, at: now, dryRun: false, succeeded: true)
+            await notifier.notify(actionEvent(planned, dryRun: false))
+            return record
+        } catch {
+            logger.error("Action failed \(verb) \(instance.key): \(error)")
+            let record = journalRecord(planned, now: now, result: "failed", error: "\(error)")
+            appendJournal(record)
+            state.record(action, for: instance.key, at: now, dryRun: false, succeeded: false)
+            await notifier.notify(
+                event(
+                    .actionFailed, planned.instance, reason: "\(error)", dryRun: false,
+                    text: "Could not \(action.rawValue) \(describe(instance)): \(error). It will be retried next cycle."))
+            return record
+        }
+    }
+
+    /// Notifies `provider_error` when an account starts failing, once per outage.
+    func reportProviderHealth(_ listing: Listing, state: FleetState) async -> FleetState {
+        var next = state
+        let failing = Set(listing.errors.map(\.provider))
+        let before = Set(state.failingAccounts ?? [])
+        for failure in listing.errors where !before.contains(failure.provider) {
+            await notifier.notify(
+                NotificationEvent(
+                    event: .providerError, text: "Cannot list \(failure.provider): \(failure.message)",
+                    provider: failure.provider, reason: failure.message, dryRun: config.dryRun))
+        }
+        for recovered in before.subtracting(failing) {
+            logger.info("Provider recovered \(recovered)")
+        }
+        next.failingAccounts = failing.isEmpty ? nil : failing.sorted()
+        return next
+    }
+
+    // MARK: - Records and messages
+
+    private func appendJournal(_ record: JournalRecord) {
+        do { try store.append(record) } catch { logger.error("Journal not written: \(error)") }
+    }
+
+    private func journalRecord(_ planned: PlannedDecision, now: Date, result: String, error: String?) -> JournalRecord {
+        JournalRecord(
+            time: now, provider: planned.instance.key.provider.rawValue, id: planned.instance.key.id,
+            name: planned.instance.name, action: planned.decision.action, reason: planned.decision.reason,
+            dryRun: config.dryRun, result: result, error: error)
+    }
+
+    private func describe(_ instance: Instance) -> String {
+        var text = "\(instance.key) \"\(instance.name)\" (\(instance.gpuModel ?? "GPU")"
+        if let cost = instance.hourlyCostUSD { text += String(format: ", $%.2f/h", cost) }
+        return text + ")"
+    }
+
+    private func actionEvent(_ planned: PlannedDecision, dryRun: Bool) -> NotificationEvent {
+        let instance = planned.instance
+        let isPause = planned.decision.action == .pause
+        var text =
+            dryRun
+            ? "[dry run] Would \(isPause ? "pause" : "delete") \(describe(instance)): \(planned.decision.reason)."
+            : "\(isPause ? "Paused" : "Deleted") \(describe(instance)): \(planned.decision.reason)."
+        if isPause && instance.key.provider != .tensordock {
+            text += " A paused GPU may not be available again when you restart it."
+        }
+        return event(
+            isPause ? .pause : .delete, instance, reason: planned.decision.reason, dryRun: dryRun, text: text)
+    }
+
+    private func unreachableEvent(_ planned: PlannedDecision) -> NotificationEvent {
+        event(
+            .sshUnreachable, planned.instance, reason: planned.decision.reason, dryRun: config.dryRun,
+            text:
+                "Cannot read the GPUs of \(describe(planned.instance)): \(planned.decision.reason). "
+                + "cost-optimizer cannot pause it while this lasts.")
+    }
+
+    private func event(_ kind: NotificationKind, _ instance: Instance, reason: String, dryRun: Bool, text: String)
+        -> NotificationEvent
+    {
+        NotificationEvent(
+            event: kind, text: text, provider: instance.key.provider.rawValue, instanceID: instance.key.id,
+            instanceName: instance.name, gpuModel: instance.gpuModel, reason: reason,
+            hourlyCostUSD: instance.hourlyCostUSD, dryRun: dryRun)
+    }
+}

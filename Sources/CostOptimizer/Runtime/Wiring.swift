@@ -1,0 +1,65 @@
+import CostOptimizerCore
+import Foundation
+
+/// The edges a daemon is built from. `Edges.live` holds the real adapters; tests and `demo` pass others.
+public struct Edges: Sendable {
+    public var http: any HTTPTransport
+    public var runner: any CommandRunner
+    public var clock: any WallClock
+    public var logger: Logger
+    public var shutdown: ShutdownSignal
+
+    public init(
+        http: any HTTPTransport, runner: any CommandRunner, clock: any WallClock, logger: Logger,
+        shutdown: ShutdownSignal = ShutdownSignal()
+    ) {
+        self.http = http
+        self.runner = runner
+        self.clock = clock
+        self.logger = logger
+        self.shutdown = shutdown
+    }
+
+    /// URLSession, Foundation.Process, the system clock.
+    public static func live(logger: Logger) -> Edges {
+        Edges(http: URLSessionTransport(), runner: ProcessCommandRunner(), clock: SystemClock(), logger: logger)
+    }
+}
+
+/// The composition root: builds providers, sampler, store and notifier from a configuration and edges.
+public enum Wiring {
+    /// One provider per configured account.
+    public static func providers(config: Config, edges: Edges) -> [any GPUProvider] {
+        config.vastAPIKeys.enumerated().map { index, key in
+            VastProvider(
+                apiKey: key, baseURL: config.vastAPIURL, transport: edges.http, clock: edges.clock,
+                account: index == 0 ? "vast" : "vast#\(index + 1)", logger: edges.logger)
+        }
+    }
+
+    /// The ssh sampler, with `known_hosts` in the state directory.
+    public static func sampler(config: Config, edges: Edges) -> GPUSampler {
+        GPUSampler(
+            runner: edges.runner, settings: config.ssh, knownHostsPath: config.stateDirectory + "/known_hosts",
+            logger: edges.logger)
+    }
+
+    /// The notifier for `WEBHOOK_URL`, or one that sends nothing.
+    public static func notifier(config: Config, edges: Edges) -> any Notifier {
+        guard let url = config.webhookURL else { return NoNotifier() }
+        return WebhookNotifier(url: url, transport: edges.http, clock: edges.clock, logger: edges.logger)
+    }
+
+    /// The whole daemon.
+    /// - Throws: `StateStoreError` when the state directory cannot be created.
+    public static func daemon(config: Config, edges: Edges, store: (any StateStore)? = nil) throws -> Daemon {
+        Daemon(
+            config: config, providers: providers(config: config, edges: edges),
+            sampler: sampler(config: config, edges: edges),
+            store: try store ?? FileStateStore(directory: config.stateDirectory, logger: edges.logger),
+            notifier: notifier(config: config, edges: edges), clock: edges.clock, logger: edges.logger,
+            shutdown: edges.shutdown)
+    }
+}
+
+extension GPUSampler: GPUSampling {}

@@ -1,0 +1,239 @@
+import CostOptimizer
+import CostOptimizerCore
+import Foundation
+import Synchronization
+
+/// `cost-optimizer demo`: the real daemon (HTTP client, Process-spawned ssh, engine, state files) against a
+/// simulated Vast.ai fleet on loopback, for a simulated day, with no configuration, root or network.
+public enum Demo {
+    /// One simulated instance and what its GPUs do over time.
+    struct Machine {
+        var vast: SimulatedVastInstance
+        var story: String
+        /// GPU readings at `hours` since the start; nil = nvidia-smi answers nothing (not running).
+        var gpus: (_ hours: Double) -> [SyntheticGPU]
+    }
+
+    /// Runs the demo; returns the exit status.
+    public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
+        let hours = 25.0
+        let interval = 300.0
+        let started = Date()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cost-optimizer-demo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        ).path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clock = SimulatedClock(start: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded() * 60))
+        let t0 = clock.start.timeIntervalSince1970
+        let machines = fleet(t0: t0)
+        let vast = VastSimulator(apiKey: "demo-key")
+        for machine in machines { vast.add(machine.vast) }
+        let webhook = WebhookRecorder()
+        let server: LoopbackHTTPServer
+        let sshScript: String
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory + "/answers", withIntermediateDirectories: true)
+            sshScript = try writeFakeSSH(directory: directory)
+            server = try LoopbackHTTPServer.start { request in
+                request.url.path.hasPrefix("/webhook") ? await webhook.handle(request) : await vast.handle(request)
+            }
+        } catch {
+            print("demo: cannot start the simulation: \(error)")
+            return ExitStatus.software
+        }
+        defer { server.shutdown() }
+
+        let environment: [String: String] = [
+            "VAST_API_KEY": "demo-key", "VAST_API_URL": server.baseURL.absoluteString,
+            "WEBHOOK_URL": server.baseURL.absoluteString + "/webhook/T000/B000/demo",
+            "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": sshScript,
+            "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
+        ]
+        let config: Config
+        do { config = try Config.parse(environment: environment) } catch {
+            print("demo: \(error)")
+            return ExitStatus.config
+        }
+        let logger = Logger(level: .info, sink: DemoLogSink(clock: clock))
+        let edges = Edges(http: URLSessionTransport(), runner: ProcessCommandRunner(), clock: clock, logger: logger)
+        let daemon: Daemon
+        do { daemon = try Wiring.daemon(config: config, edges: edges) } catch {
+            print("demo: \(error)")
+            return ExitStatus.software
+        }
+
+        print(
+            """
+            cost-optimizer demo: a simulated Vast.ai fleet on \(server.baseURL.absoluteString), \
+            a fake ssh answering nvidia-smi, \(Int(hours)) simulated hours, a cycle every \(Int(interval / 60)) min.
+            Defaults: pause below \(Int(config.policy.pauseThresholdGPU))% for \(Int(config.policy.pauseWindow / 60)) min \
+            (\(config.policy.minSamples) samples), delete after \(Int(config.policy.deleteThreshold / 3600)) h idle, \
+            protect label "\(config.policy.protectLabel)".
+
+            """)
+        var state = FleetState()
+        var lastReport: CycleReport?
+        let cycles = Int(hours * 3600 / interval)
+        for _ in 0...cycles {
+            let now = clock.now().timeIntervalSince1970
+            updateFleet(machines, vast: vast, hoursSinceStart: (now - t0) / 3600, directory: directory)
+            let report = await daemon.tick(state: state)
+            state = report.state
+            lastReport = report
+            clock.advance(by: interval)
+        }
+        let journal = (try? FileStateStore(directory: config.stateDirectory, logger: .silent))?.journal() ?? []
+        print(summary(machines, vast: vast, journal: journal, report: lastReport, clock: clock))
+        print(
+            "\(journal.count) actions journaled, \(webhook.bodies.count) webhook notifications posted; "
+                + String(format: "ran in %.1f s of real time.", Date().timeIntervalSince(started)))
+        return ExitStatus.ok
+    }
+
+    // MARK: - The fleet
+
+    static func fleet(t0: Double) -> [Machine] {
+        func vast(
+            _ id: Int, _ label: String?, gpu: String, count: Int, price: Double, createdHoursAgo: Double,
+            status: String = "running", port: Int
+        ) -> SimulatedVastInstance {
+            var instance = SimulatedVastInstance(id: id)
+            instance.label = label
+            instance.actualStatus = status
+            instance.intendedStatus = status == "loading" ? "running" : status
+            instance.curState = status == "stopped" ? "stopped" : "running"
+            instance.gpuName = gpu
+            instance.numGPUs = count
+            instance.dphTotal = price
+            instance.startDate = t0 - createdHoursAgo * 3600
+            instance.sshHost = "127.0.0.1"
+            instance.sshPort = port
+            instance.geolocation = "Sweden, SE"
+            return instance
+        }
+        func gpus(_ count: Int, _ model: String, point: Double, average: Double?, max: Double? = nil, memory: Double)
+            -> [SyntheticGPU]
+        {
+            (0..<count).map { i in
+                SyntheticGPU(
+                    name: model, busID: String(format: "00000000:%02X:00.0", i + 1), point: point, average: average,
+                    max: max ?? average, memoryUsedMiB: memory, memoryTotalMiB: 24564, temperature: 40)
+            }
+        }
+        return [
+            Machine(
+                vast: vast(
+                    9_100_001, "llama-finetune", gpu: "RTX 4090", count: 4, price: 1.62, createdHoursAgo: 6, port: 40001),
+                story: "a training job, busy all day",
+                gpus: { _ in gpus(4, "NVIDIA GeForce RTX 4090", point: 97, average: 96, max: 100, memory: 21000) }),
+            Machine(
+                vast: vast(9_100_002, "notebook", gpu: "RTX 4090", count: 1, price: 0.42, createdHoursAgo: 30, port: 40002),
+                story: "a notebook left open: memory held, GPU at 0 %",
+                gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 0, average: 0, max: 1, memory: 10767) }),
+            Machine(
+                vast: vast(9_100_003, "inference-api", gpu: "RTX 3090", count: 1, price: 0.25, createdHoursAgo: 48, port: 40003),
+                story: "a bursty inference server: point reading 0 %, driver buffer 24 %",
+                gpus: { _ in gpus(1, "NVIDIA GeForce RTX 3090", point: 0, average: 24, max: 100, memory: 9000) }),
+            Machine(
+                vast: vast(
+                    9_100_004, "old-experiment", gpu: "A100 SXM4", count: 1, price: 1.10, createdHoursAgo: 72,
+                    status: "stopped", port: 40004),
+                story: "stopped two days ago and forgotten (storage still billed)",
+                gpus: { _ in [] }),
+            Machine(
+                vast: vast(9_100_005, "eval-keep", gpu: "H100 SXM", count: 1, price: 2.40, createdHoursAgo: 20, port: 40005),
+                story: "idle, but its label holds \"keep\"",
+                gpus: { _ in gpus(1, "NVIDIA H100 80GB HBM3", point: 0, average: 1, max: 65, memory: 0) }),
+            Machine(
+                vast: vast(
+                    9_100_006, "sd-webui", gpu: "RTX 4090", count: 1, price: 0.40, createdHoursAgo: 0.1,
+                    status: "loading", port: 40006),
+                story: "just created: loading, then serving images",
+                gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 55, average: 41, max: 99, memory: 8000) }),
+        ]
+    }
+
+    /// Moves the simulated world to `hoursSinceStart`: statuses change and each ssh answer file is rewritten.
+    static func updateFleet(_ machines: [Machine], vast: VastSimulator, hoursSinceStart: Double, directory: String) {
+        if hoursSinceStart >= 0.25 {
+            vast.update(id: 9_100_006) { instance in
+                if instance.actualStatus == "loading" { instance.actualStatus = "running" }
+            }
+        }
+        for machine in machines {
+            guard let port = machine.vast.sshPort else { continue }
+            let path = "\(directory)/answers/\(port)"
+            let gpus = machine.gpus(hoursSinceStart)
+            if gpus.isEmpty {
+                try? FileManager.default.removeItem(atPath: path)
+            } else {
+                try? SyntheticNvidiaSmi.output(gpus).write(toFile: path, atomically: true, encoding: .utf8)
+            }
+        }
+    }
+
+    /// A stand-in for `ssh`: prints the answer file of the destination port, as a remote nvidia-smi would.
+    static func writeFakeSSH(directory: String) throws -> String {
+        let path = directory + "/fake-ssh"
+        let script = """
+            #!/bin/sh
+            # cost-optimizer demo: a fake ssh. It ignores the options and answers with the file of the -p port.
+            port=""
+            while [ $# -gt 0 ]; do
+              case "$1" in
+                -p) port="$2"; shift 2 ;;
+                --) break ;;
+                *) shift ;;
+              esac
+            done
+            answer='\(directory)/answers/'"$port"
+            if [ ! -f "$answer" ]; then
+              echo "ssh: connect to host 127.0.0.1 port $port: Connection refused" >&2
+              exit 255
+            fi
+            cat "$answer"
+
+            """
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+        return path
+    }
+
+    // MARK: - The closing table
+
+    static func summary(
+        _ machines: [Machine], vast: VastSimulator, journal: [JournalRecord], report: CycleReport?,
+        clock: SimulatedClock
+    ) -> String {
+        var rows = [["INSTANCE", "WHAT IT WAS", "OUTCOME", "WHY"]]
+        let finalDecisions = Dictionary(
+            (report?.plan.decisions ?? []).map { ($0.instance.key.id, $0.decision) }, uniquingKeysWith: { a, _ in a })
+        for machine in machines {
+            let id = String(machine.vast.id)
+            let actions = journal.filter { $0.id == id && $0.result == "ok" }
+            let outcome: String
+            let why: String
+            if actions.isEmpty {
+                outcome = "left alone"
+                why = finalDecisions[id]?.reason ?? "-"
+            } else {
+                outcome = actions.map { "\($0.action.rawValue)d at \(clock.elapsedStamp($0.time))" }.joined(
+                    separator: ", ")
+                why = actions.last?.reason ?? "-"
+            }
+            rows.append(["vast/\(id) \(machine.vast.label ?? "")", machine.story, outcome, why])
+        }
+        return "\n" + TextTable.render(rows)
+    }
+}
+
+/// Prints log lines with the simulated time, so the story reads in order.
+struct DemoLogSink: LogSink {
+    let clock: SimulatedClock
+
+    func write(level: LogLevel, message: String) {
+        let tag = level == .info ? "" : level.rawValue.uppercased() + " "
+        print("\(clock.elapsedStamp()) \(tag)\(message)")
+    }
+}
