@@ -64,7 +64,10 @@ unit_dir="$destdir/etc/systemd/system"
 conf_dir="$destdir/etc/cost-optimizer"
 env_file="$conf_dir/cost-optimizer.env"
 
-install -d -m 0755 "$bin_dir" "$unit_dir" "$conf_dir"
+# Create missing directories only: an existing one keeps the owner and mode the admin gave it.
+for dir in "$bin_dir" "$unit_dir" "$conf_dir"; do
+    [[ -d "$dir" ]] || install -d -m 0755 "$dir"
+done
 install -m 0755 "$binary" "$bin_dir/cost-optimizer"
 echo "installed $bin_dir/cost-optimizer"
 
@@ -79,6 +82,10 @@ echo "installed $unit_dir/cost-optimizer.service"
 # The settings hold API keys: root only, and never replace the user's file.
 if [[ -e "$env_file" ]]; then
     echo "kept      $env_file (exists; compare with $repo/etc/cost-optimizer.env.example for new settings)"
+    mode=$(stat -c %a "$env_file")
+    if [[ "$mode" != 600 && "$mode" != 400 ]]; then
+        echo "warning:  $env_file is mode $mode; it holds API keys: chmod 600 $env_file" >&2
+    fi
 else
     install -m 0600 "$repo/etc/cost-optimizer.env.example" "$env_file"
     echo "installed $env_file (DRY_RUN=true: set VAST_API_KEY, then observe a day before DRY_RUN=false)"
