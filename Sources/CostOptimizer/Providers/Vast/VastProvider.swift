@@ -1,0 +1,307 @@
+import CostOptimizerCore
+import Foundation
+
+/// One Vast.ai account (`shared/docs/providers.md` §1): lists its instances, stops and destroys them.
+///
+/// - Authentication: the header `Authorization: Bearer <key>` only, never the legacy `?api_key=` query parameter, so
+///   the key appears in no URL. No error, log line or description built here contains the key; text taken from a
+///   response body has the key masked as well.
+/// - Listing: `GET /api/v1/instances/?limit=25`, then `&after_token=<next_token>` until the token is null, empty or
+///   absent; where v1 answers 404 on the first page, `GET /api/v0/instances/?owner=me` (one unpaged answer). A page
+///   token seen twice, or more than `maxPages` pages, fails the listing. Any failed page fails the whole listing.
+/// - Pause: `PUT /api/v0/instances/{id}/` with `{"state":"stopped"}`. Delete: `DELETE /api/v0/instances/{id}/`.
+///   A 2xx whose body says `success: false` is `.rejected`; a delete of an instance that is already gone succeeds.
+/// - Rate limits: Vast enforces a minimum interval per endpoint and identity and answers 429 with a plain-text body
+///   and no `Retry-After`. No pacing is done here (pages are requested back to back): a 429, like 500/502/503/504 or
+///   no answer, is retried through `RetryPolicy`, whose 0.5 + 1 + 2 s of backoff covers Vast's `x-rate-limit`
+///   thresholds of 1 to 3 (units unstated; read as seconds). Pacing between pages could be added if logs show 429
+///   retries every cycle.
+/// - Cancellation: a cancelled task gets `CancellationError`, not a `ProviderError`.
+public struct VastProvider: GPUProvider {
+    /// Always `.vast`.
+    public let name: ProviderName = .vast
+    /// Names the account in logs and errors, e.g. `vast` or `vast#2`.
+    public let account: String
+
+    private let apiKey: Secret
+    private let baseURL: URL
+    private let transport: any HTTPTransport
+    private let clock: any WallClock
+    private let logger: Logger
+    private let retry: RetryPolicy
+
+    /// Instances per v1 page; Vast's maximum.
+    public static let pageSize = 25
+    /// A listing stops with an error after this many pages (10 000 instances), whatever the server says.
+    public static let maxPages = 400
+    /// Seconds each request may take.
+    public static let requestTimeout: Double = 30
+
+    /// - Parameters:
+    ///   - apiKey: the account key; needs instance read and write permission.
+    ///   - baseURL: `scheme://host[:port]` of the API, e.g. `https://console.vast.ai`; paths are appended to it.
+    ///   - transport: sends the requests (`URLSessionTransport` in production).
+    ///   - clock: sleeps the retry backoff.
+    ///   - account: names the account in logs and errors; never the key.
+    public init(
+        apiKey: Secret, baseURL: URL, transport: any HTTPTransport, clock: any WallClock, account: String = "vast",
+        logger: Logger = .silent, retry: RetryPolicy = .init()
+    ) {
+        self.apiKey = apiKey
+        self.baseURL = baseURL
+        self.transport = transport
+        self.clock = clock
+        self.account = account
+        self.logger = logger
+        self.retry = retry
+    }
+
+    // MARK: - Listing
+
+    /// Every instance of the account, in the order Vast lists them.
+    /// - Throws: `ProviderError` when any page fails; a partial listing is never returned.
+    public func listInstances() async throws -> [Instance] {
+        var dtos: [VastInstanceDTO] = []
+        var token: String?
+        var seenTokens: Set<String> = []
+        var pages = 0
+        while true {
+            pages += 1
+            guard pages <= Self.maxPages else {
+                throw ProviderError.malformed(
+                    account: account, detail: "the listing did not end after \(Self.maxPages) pages; nothing was used")
+            }
+            var query = "limit=\(Self.pageSize)"
+            if let token { query += "&after_token=\(Self.percentEncoded(token))" }
+            let response = try await send("GET", path: "/api/v1/instances/", query: query)
+            if response.status == 404, token == nil {
+                logger.debug("Provider fallback \(account): /api/v1/instances/ answered 404, using /api/v0/instances/")
+                return try await listV0()
+            }
+            let page = try decodePage(response)
+            dtos += page.instances ?? []
+            guard let next = page.nextToken, !next.isEmpty else { break }
+            guard seenTokens.insert(next).inserted else {
+                throw ProviderError.malformed(
+                    account: account, detail: "the API repeated a page token; the listing was abandoned")
+            }
+            token = next
+        }
+        let instances = try dtos.map(instance(from:))
+        logger.debug("Provider listed \(account): \(instances.count) instances in \(pages) pages")
+        return instances
+    }
+
+    private func listV0() async throws -> [Instance] {
+        let response = try await send("GET", path: "/api/v0/instances/", query: "owner=me")
+        let page = try decodePage(response)
+        let instances = try (page.instances ?? []).map(instance(from:))
+        logger.debug("Provider listed \(account): \(instances.count) instances from v0")
+        return instances
+    }
+
+    /// Checks the status and decodes one listing answer; a page without an `instances` array is malformed.
+    private func decodePage(_ response: HTTPResponse) throws -> VastInstancePage {
+        try requireSuccessStatus(response)
+        guard let page = try? JSONDecoder().decode(VastInstancePage.self, from: response.body) else {
+            throw ProviderError.malformed(account: account, detail: "the instance listing is not a JSON object")
+        }
+        if page.success == false {
+            let detail = [page.error, page.msg].compactMap { $0 }.joined(separator: ": ")
+            throw ProviderError.rejected(account: account, detail: masked(detail.isEmpty ? "success: false" : detail))
+        }
+        guard page.instances != nil else {
+            throw ProviderError.malformed(account: account, detail: "the instance listing has no instances array")
+        }
+        return page
+    }
+
+    /// The normalised instance; an entry without a numeric id fails the listing.
+    func instance(from dto: VastInstanceDTO) throws -> Instance {
+        guard let id = dto.id, Self.isVastID(id) else {
+            throw ProviderError.malformed(account: account, detail: "an instance has no numeric id")
+        }
+        let label = dto.label.flatMap { $0.trimmed.isEmpty ? nil : $0 }
+        return Instance(
+            key: InstanceKey(provider: .vast, id: id),
+            name: label ?? id,
+            zone: dto.geolocation.flatMap { $0.trimmed.isEmpty ? nil : $0.trimmed },
+            state: VastStatus.state(
+                actualStatus: dto.actualStatus, intendedStatus: dto.intendedStatus, curState: dto.curState),
+            providerStatus: VastStatus.describe(
+                actualStatus: dto.actualStatus, intendedStatus: dto.intendedStatus, curState: dto.curState),
+            gpuModel: dto.gpuName.flatMap { $0.trimmed.isEmpty ? nil : $0.trimmed },
+            gpuCount: dto.numGPUs,
+            hourlyCostUSD: dto.dphTotal,
+            createdAt: dto.startDate.flatMap { $0 > 0 ? Date(timeIntervalSince1970: $0) : nil },
+            labels: label.map { [$0] } ?? [],
+            ssh: Self.sshEndpoint(dto),
+            managed: Self.isManaged(dto))
+    }
+
+    /// The ssh proxy `ssh_host:ssh_port` as root; failing that, `public_ipaddr` with the host port of `22/tcp`.
+    static func sshEndpoint(_ dto: VastInstanceDTO) -> SSHEndpoint? {
+        let validPort: (Int?) -> Int? = { port in port.flatMap { (1...65535).contains($0) ? $0 : nil } }
+        if let host = dto.sshHost?.trimmed, !host.isEmpty, let port = validPort(dto.sshPort) {
+            return SSHEndpoint(host: host, port: port, user: "root")
+        }
+        if let host = dto.publicIPAddress?.trimmed, !host.isEmpty, let port = validPort(dto.ports?.directSSHPort) {
+            return SSHEndpoint(host: host, port: port, user: "root")
+        }
+        return nil
+    }
+
+    /// Vast rents GPUs only, so an instance is managed unless it plainly has none (`num_gpus` 0 and no `gpu_name`);
+    /// missing GPU fields do not make it unmanaged. Being managed only allows action on evidence, never without it.
+    static func isManaged(_ dto: VastInstanceDTO) -> Bool {
+        let hasName = !(dto.gpuName?.trimmed.isEmpty ?? true)
+        return hasName || dto.numGPUs != 0
+    }
+
+    // MARK: - Actions
+
+    /// Stops the instance: `PUT /api/v0/instances/{id}/` with `{"state":"stopped"}`.
+    /// - Throws: `ProviderError`; `.rejected` when a 2xx says `success: false`, `.malformed` for an id that is not a
+    ///   Vast id (nothing is sent then).
+    public func pause(_ instance: Instance) async throws {
+        let id = try actionID(instance)
+        let body = Data(#"{"state":"stopped"}"#.utf8)
+        let response = try await send("PUT", path: "/api/v0/instances/\(id)/", body: body)
+        try requireSuccessStatus(response)
+        try requireAccepted(response, action: "stop")
+        logger.debug("Provider paused \(account): instance \(id)")
+    }
+
+    /// Destroys the instance: `DELETE /api/v0/instances/{id}/`.
+    ///
+    /// Already gone is success: an `error` of `no_such_instance` or `not_found` with a 2xx, 400, 404 or 410 status.
+    /// A bare 404 without that code is confirmed with `GET /api/v0/instances/{id}/` first (Vast answers `{"instances": null}` for an
+    /// unknown id), so a wrong base URL answering 404 to everything is never recorded as a deletion.
+    /// - Throws: `ProviderError`.
+    public func delete(_ instance: Instance) async throws {
+        let id = try actionID(instance)
+        let response = try await send("DELETE", path: "/api/v0/instances/\(id)/")
+        let envelope = try? JSONDecoder().decode(VastEnvelope.self, from: response.body)
+        let goneStatus = (200..<300).contains(response.status) || [400, 404, 410].contains(response.status)
+        if goneStatus, let code = envelope?.error?.lowercased(), code == "no_such_instance" || code == "not_found" {
+            logger.info("Provider delete \(account): instance \(id) was already gone")
+            return
+        }
+        if response.status == 404 {
+            try await confirmGone(id: id, deleteResponse: response)
+            logger.info("Provider delete \(account): instance \(id) was already gone")
+            return
+        }
+        try requireSuccessStatus(response)
+        try requireAccepted(response, action: "destroy")
+        logger.debug("Provider deleted \(account): instance \(id)")
+    }
+
+    private func confirmGone(id: String, deleteResponse: HTTPResponse) async throws {
+        let response = try await send("GET", path: "/api/v0/instances/\(id)/", query: "owner=me")
+        try requireSuccessStatus(response)
+        guard let single = try? JSONDecoder().decode(VastSingleInstance.self, from: response.body) else {
+            throw ProviderError.malformed(account: account, detail: "the instance lookup is not JSON")
+        }
+        guard single.isNull else {
+            throw ProviderError.http(
+                account: account, status: 404,
+                detail: "destroy answered 404 but instance \(id) is still listed: \(bodyDetail(deleteResponse))")
+        }
+    }
+
+    /// The instance's id, if it is a Vast instance with a numeric id; else nothing may be sent.
+    private func actionID(_ instance: Instance) throws -> String {
+        guard instance.key.provider == .vast, Self.isVastID(instance.key.id) else {
+            let shown = String(instance.key.description.prefix(64))
+            throw ProviderError.malformed(
+                account: account, detail: "\(shown) is not a Vast instance id (digits only); nothing was sent")
+        }
+        return instance.key.id
+    }
+
+    /// Vast contract ids are non-negative integers; only those are put in a URL path.
+    static func isVastID(_ id: String) -> Bool {
+        !id.isEmpty && id.count <= 20 && id.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
+    /// A 2xx of a mutating call: `success: false`, or an `error` with no `success`, is a refusal.
+    private func requireAccepted(_ response: HTTPResponse, action: String) throws {
+        guard let envelope = try? JSONDecoder().decode(VastEnvelope.self, from: response.body) else {
+            throw ProviderError.malformed(
+                account: account, detail: "the \(action) answer is not JSON, so its outcome is unknown")
+        }
+        if envelope.success == false || (envelope.success == nil && envelope.error != nil) {
+            throw ProviderError.rejected(account: account, detail: masked(envelope.detail ?? "success: false"))
+        }
+    }
+
+    // MARK: - HTTP
+
+    private func send(_ method: String, path: String, query: String? = nil, body: Data? = nil) async throws
+        -> HTTPResponse
+    {
+        var text = baseURL.absoluteString
+        while text.hasSuffix("/") { text.removeLast() }
+        text += path
+        if let query { text += "?" + query }
+        guard let url = URL(string: text) else {
+            throw ProviderError.malformed(account: account, detail: "the API URL cannot be combined with \(path)")
+        }
+        var headers = ["Authorization": "Bearer \(apiKey.value)", "Accept": "application/json"]
+        if body != nil { headers["Content-Type"] = "application/json" }
+        let request = HTTPRequest(method: method, url: url, headers: headers, body: body, timeout: Self.requestTimeout)
+        do {
+            return try await retry.send(request, through: transport, clock: clock, logger: logger, label: account)
+        } catch let error as HTTPTransportError {
+            throw ProviderError.transport(account: account, detail: masked(error.description))
+        }
+    }
+
+    /// Maps 401/403, 429 and other non-2xx statuses (already retried) to `ProviderError`.
+    private func requireSuccessStatus(_ response: HTTPResponse) throws {
+        switch response.status {
+        case 200..<300: return
+        case 401, 403:
+            let detail = "HTTP \(response.status): \(bodyDetail(response))"
+            throw ProviderError.unauthorized(account: account, detail: detail)
+        case 429:
+            throw ProviderError.rateLimited(account: account)
+        default:
+            throw ProviderError.http(account: account, status: response.status, detail: bodyDetail(response))
+        }
+    }
+
+    /// The envelope's `error: msg`, else the start of the body, with the key masked.
+    private func bodyDetail(_ response: HTTPResponse) -> String {
+        let envelope = try? JSONDecoder().decode(VastEnvelope.self, from: response.body)
+        if let detail = envelope?.detail {
+            return masked(String(detail.prefix(200)))
+        }
+        let text = response.bodyText(limit: 200).trimmed
+        return masked(text.isEmpty ? "empty body" : text)
+    }
+
+    /// The text with every occurrence of the API key replaced, in case a server echoes it back.
+    private func masked(_ text: String) -> String {
+        let key = apiKey.value
+        guard key.count >= 4 else { return text }
+        return text.replacingOccurrences(of: key, with: "<redacted>")
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters (page tokens are opaque).
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
+    }
+}
