@@ -30,11 +30,9 @@ public enum Demo {
         for machine in machines { vast.add(machine.vast) }
         let webhook = WebhookRecorder()
         let server: LoopbackHTTPServer
-        let sshScript: String
+        let ssh: FakeSSHProgram
         do {
-            try FileManager.default.createDirectory(
-                atPath: directory + "/answers", withIntermediateDirectories: true)
-            sshScript = try writeFakeSSH(directory: directory)
+            ssh = try FakeSSHProgram(directory: directory + "/ssh")
             server = try LoopbackHTTPServer.start { request in
                 request.url.path.hasPrefix("/webhook") ? await webhook.handle(request) : await vast.handle(request)
             }
@@ -47,7 +45,7 @@ public enum Demo {
         let environment: [String: String] = [
             "VAST_API_KEY": "demo-key", "VAST_API_URL": server.baseURL.absoluteString,
             "WEBHOOK_URL": server.baseURL.absoluteString + "/webhook/T000/B000/demo",
-            "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": sshScript,
+            "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": ssh.path,
             "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
         ]
         let config: Config
@@ -77,7 +75,7 @@ public enum Demo {
         let cycles = Int(hours * 3600 / interval)
         for _ in 0...cycles {
             let now = clock.now().timeIntervalSince1970
-            updateFleet(machines, vast: vast, hoursSinceStart: (now - t0) / 3600, directory: directory)
+            updateFleet(machines, vast: vast, hoursSinceStart: (now - t0) / 3600, ssh: ssh)
             let report = await daemon.tick(state: state)
             state = report.state
             lastReport = report
@@ -155,7 +153,7 @@ public enum Demo {
     }
 
     /// Moves the simulated world to `hoursSinceStart`: statuses change and each ssh answer file is rewritten.
-    static func updateFleet(_ machines: [Machine], vast: VastSimulator, hoursSinceStart: Double, directory: String) {
+    static func updateFleet(_ machines: [Machine], vast: VastSimulator, hoursSinceStart: Double, ssh: FakeSSHProgram) {
         if hoursSinceStart >= 0.25 {
             vast.update(id: 9_100_006) { instance in
                 if instance.actualStatus == "loading" { instance.actualStatus = "running" }
@@ -163,41 +161,9 @@ public enum Demo {
         }
         for machine in machines {
             guard let port = machine.vast.sshPort else { continue }
-            let path = "\(directory)/answers/\(port)"
             let gpus = machine.gpus(hoursSinceStart)
-            if gpus.isEmpty {
-                try? FileManager.default.removeItem(atPath: path)
-            } else {
-                try? SyntheticNvidiaSmi.output(gpus).write(toFile: path, atomically: true, encoding: .utf8)
-            }
+            ssh.answer(port: port, with: gpus.isEmpty ? nil : SyntheticNvidiaSmi.output(gpus))
         }
-    }
-
-    /// A stand-in for `ssh`: prints the answer file of the destination port, as a remote nvidia-smi would.
-    static func writeFakeSSH(directory: String) throws -> String {
-        let path = directory + "/fake-ssh"
-        let script = """
-            #!/bin/sh
-            # cost-optimizer demo: a fake ssh. It ignores the options and answers with the file of the -p port.
-            port=""
-            while [ $# -gt 0 ]; do
-              case "$1" in
-                -p) port="$2"; shift 2 ;;
-                --) break ;;
-                *) shift ;;
-              esac
-            done
-            answer='\(directory)/answers/'"$port"
-            if [ ! -f "$answer" ]; then
-              echo "ssh: connect to host 127.0.0.1 port $port: Connection refused" >&2
-              exit 255
-            fi
-            cat "$answer"
-
-            """
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
-        return path
     }
 
     // MARK: - The closing table

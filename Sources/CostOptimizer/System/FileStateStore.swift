@@ -102,7 +102,7 @@ public struct FileStateStore: StateStore {
             var container = encoder.singleValueContainer()
             try container.encode(date.timeIntervalSince1970)
         }
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()
 

@@ -1,0 +1,48 @@
+import Foundation
+
+/// A stand-in for the `ssh` binary, for `demo` and the end-to-end tests: a shell script that ignores ssh's options
+/// and prints the answer file of the destination's `-p` port, as a remote `nvidia-smi` would. No answer file means
+/// ssh's own failure (status 255). The daemon runs it through the real `ProcessCommandRunner`.
+public struct FakeSSHProgram: Sendable {
+    /// The directory holding the script and the answers.
+    public let directory: String
+    /// The script's path: set `SSH_COMMAND` to it.
+    public var path: String { directory + "/fake-ssh" }
+
+    /// Writes the script into `directory` (created if needed).
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory + "/answers", withIntermediateDirectories: true)
+        let script = """
+            #!/bin/sh
+            # cost-optimizer: a fake ssh. It ignores the options and answers with the file of the -p port.
+            port=""
+            while [ $# -gt 0 ]; do
+              case "$1" in
+                -p) port="$2"; shift 2 ;;
+                --) break ;;
+                *) shift ;;
+              esac
+            done
+            answer='\(directory)/answers/'"$port"
+            if [ ! -f "$answer" ]; then
+              echo "ssh: connect to host 127.0.0.1 port $port: Connection refused" >&2
+              exit 255
+            fi
+            cat "$answer"
+
+            """
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+    }
+
+    /// Sets what the instance behind `port` answers; nil makes it unreachable.
+    public func answer(port: Int, with text: String?) {
+        let file = "\(directory)/answers/\(port)"
+        if let text {
+            try? text.write(toFile: file, atomically: true, encoding: .utf8)
+        } else {
+            try? FileManager.default.removeItem(atPath: file)
+        }
+    }
+}

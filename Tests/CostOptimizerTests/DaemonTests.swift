@@ -1,0 +1,184 @@
+import CostOptimizer
+import CostOptimizerCore
+import CostOptimizerSimulation
+import Foundation
+import Testing
+
+/// A whole daemon over fakes: in-memory Vast (the simulator behind a fake transport), fake ssh, fake clock.
+struct Rig {
+    let vast = VastSimulator(apiKey: "k-secret-123")
+    let clock = FakeClock(now: Date(timeIntervalSince1970: 1_800_000_000))
+    let runner: FakeCommandRunner
+    let store = MemoryStateStore()
+    let notifier = RecordingNotifier()
+    let daemon: Daemon
+    let transport: FakeHTTPTransport
+
+    static let idle = SyntheticNvidiaSmi.output([
+        SyntheticGPU(
+            name: "NVIDIA GeForce RTX 4090", busID: "00000000:01:00.0", point: 0, average: 2, max: 9,
+            memoryUsedMiB: 10767, memoryTotalMiB: 24564, temperature: 38)
+    ])
+    static let busy = SyntheticNvidiaSmi.output([
+        SyntheticGPU(
+            name: "NVIDIA GeForce RTX 4090", busID: "00000000:01:00.0", point: 99, average: 97, max: 100,
+            memoryUsedMiB: 20000, memoryTotalMiB: 24564, temperature: 70)
+    ])
+
+    init(environment: [String: String] = [:], label: String? = "notebook", answer: String = Rig.idle) throws {
+        var instance = SimulatedVastInstance(id: 123)
+        instance.label = label
+        instance.actualStatus = "running"
+        instance.intendedStatus = "running"
+        instance.curState = "running"
+        instance.gpuName = "RTX 4090"
+        instance.numGPUs = 1
+        instance.dphTotal = 0.4
+        instance.startDate = 1_800_000_000 - 7200
+        instance.sshHost = "ssh5.vast.ai"
+        instance.sshPort = 29558
+        vast.add(instance)
+        transport = FakeHTTPTransport(handler: vast.handle)
+        runner = FakeCommandRunner { _ in .success(CommandResult(status: 0, stdout: Data(answer.utf8))) }
+        let config = try Config.parse(
+            environment: ["VAST_API_KEY": "k-secret-123", "VAST_API_URL": "https://console.vast.ai"].merging(
+                environment
+            ) { $1 })
+        let edges = Edges(http: transport, runner: runner, clock: clock, logger: .silent)
+        let base = try Wiring.daemon(config: config, edges: edges, store: store)
+        daemon = Daemon(
+            config: config, providers: base.providers, sampler: base.sampler, store: store, notifier: notifier,
+            clock: clock, logger: .silent)
+    }
+
+    /// Runs `count` cycles a minute apart; returns the last report.
+    @discardableResult
+    func ticks(_ count: Int, from state: inout FleetState) async -> CycleReport? {
+        var last: CycleReport?
+        for _ in 0..<count {
+            let report = await daemon.tick(state: state)
+            state = report.state
+            last = report
+            clock.advance(by: 60)
+        }
+        return last
+    }
+
+    func requests(_ method: String) -> [String] {
+        vast.requests.filter { $0.method == method }.map(\.path)
+    }
+}
+
+@Suite("Daemon, whole cycles over fakes")
+struct DaemonTests {
+    @Test("pauses after the idle window, then deletes once the idle clock passes the threshold")
+    func pauseThenDelete() async throws {
+        let rig = try Rig()
+        var state = FleetState()
+        await rig.ticks(30, from: &state)
+        #expect(rig.requests("PUT").isEmpty)
+        await rig.ticks(1, from: &state)
+        #expect(rig.requests("PUT") == ["/api/v0/instances/123/"])
+        #expect(rig.vast.instances.first?.actualStatus == "stopped")
+        #expect(rig.notifier.events.map(\.event) == [.pause])
+        #expect(rig.store.journal.map(\.result) == ["ok"])
+        #expect(rig.store.journal.first?.reason.hasPrefix("GPU avg 2% < 10% for 30 min, 31 samples") == true)
+
+        await rig.ticks(23 * 60 + 29, from: &state)  // idle clock 23 h 59 min
+        #expect(rig.requests("DELETE").isEmpty)
+        await rig.ticks(2, from: &state)
+        #expect(rig.requests("DELETE") == ["/api/v0/instances/123/"])
+        #expect(rig.vast.instances.isEmpty)
+        #expect(rig.notifier.events.map(\.event) == [.pause, .delete])
+        #expect(state.instances.isEmpty)
+    }
+
+    @Test("a busy instance is never paused")
+    func busyNeverPaused() async throws {
+        let rig = try Rig(answer: Rig.busy)
+        var state = FleetState()
+        await rig.ticks(120, from: &state)
+        #expect(rig.requests("PUT").isEmpty)
+        #expect(rig.notifier.events.isEmpty)
+    }
+
+    @Test("dry run calls no mutating API, journals and notifies once per streak")
+    func dryRun() async throws {
+        let rig = try Rig(environment: ["DRY_RUN": "true"])
+        var state = FleetState()
+        await rig.ticks(40, from: &state)
+        #expect(rig.requests("PUT").isEmpty && rig.requests("DELETE").isEmpty)
+        #expect(rig.store.journal.map(\.result) == ["dry_run"])
+        #expect(rig.notifier.events.map(\.event) == [.pause])
+        #expect(rig.notifier.events.first?.dryRun == true)
+    }
+
+    @Test("the protect label holds in dry run and in the real run", arguments: ["true", "false"])
+    func protectedBothWays(dryRun: String) async throws {
+        let rig = try Rig(environment: ["DRY_RUN": dryRun, "DELETE_THRESHOLD_HOURS": "1"], label: "eval-KEEP")
+        var state = FleetState()
+        await rig.ticks(180, from: &state)
+        #expect(rig.requests("PUT").isEmpty && rig.requests("DELETE").isEmpty)
+        #expect(rig.store.journal.isEmpty)
+        #expect(rig.notifier.events.isEmpty)
+    }
+
+    @Test("a pause refused with success:false is journaled as failed, notified, and retried next cycle")
+    func failedPauseRetried() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        rig.vast.enqueueFault(
+            method: "PUT", pathPrefix: "/api/v0/instances/",
+            response: HTTPResponse(
+                status: 200, body: Data(#"{"success":false,"error":"missing_billing","msg":"no credit"}"#.utf8)))
+        var state = FleetState()
+        await rig.ticks(1, from: &state)
+        #expect(rig.store.journal.map(\.result) == ["failed"])
+        #expect(rig.store.journal.first?.error?.contains("no credit") == true)
+        #expect(rig.notifier.events.map(\.event) == [.actionFailed])
+        #expect(rig.vast.instances.first?.actualStatus == "running")
+        await rig.ticks(1, from: &state)
+        #expect(rig.store.journal.map(\.result) == ["failed", "ok"])
+        #expect(rig.vast.instances.first?.actualStatus == "stopped")
+    }
+
+    @Test("a provider failing every call: the cycle completes, the error is reported once, nothing is acted on")
+    func providerDown() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        rig.vast.enqueueFault(
+            method: "GET", pathPrefix: "/api/", response: HTTPResponse(status: 500, body: Data("oops".utf8)),
+            times: 1000)
+        var state = FleetState()
+        let report = await rig.ticks(3, from: &state)
+        #expect(report?.errors.map(\.provider) == ["vast"])
+        #expect(report?.listedAccounts == 0)
+        #expect(rig.requests("PUT").isEmpty)
+        #expect(rig.notifier.events.map(\.event) == [.providerError])
+        #expect(rig.store.saves == 3)
+    }
+
+    @Test("failed samples are never idle and notify ssh_unreachable once")
+    func sshDown() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        rig.runner.setHandler { _ in .success(CommandResult(status: 255, stderr: Data("Connection refused".utf8))) }
+        var state = FleetState()
+        await rig.ticks(10, from: &state)
+        #expect(rig.requests("PUT").isEmpty)
+        #expect(rig.notifier.events.map(\.event) == [.sshUnreachable])
+    }
+
+    @Test("a restart of the daemon keeps the idle clock: the saved state carries the streak")
+    func restartKeepsClocks() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("co-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let rig = try Rig()
+        var state = FleetState()
+        await rig.ticks(20, from: &state)
+        let store = try FileStateStore(directory: directory, logger: .silent)
+        try store.save(state)
+        var reloaded = try #require(try FileStateStore(directory: directory, logger: .silent).load())
+        await rig.ticks(10, from: &reloaded)
+        #expect(rig.requests("PUT").isEmpty)
+        await rig.ticks(1, from: &reloaded)
+        #expect(rig.requests("PUT") == ["/api/v0/instances/123/"])
+    }
+}

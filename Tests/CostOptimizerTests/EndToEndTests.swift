@@ -1,0 +1,226 @@
+import CostOptimizer
+import CostOptimizerCore
+import CostOptimizerSimulation
+import Foundation
+import Testing
+
+/// The built `cost-optimizer` executable against the loopback Vast server, a fake ssh program and a webhook
+/// recorder: real HTTP, real child processes, real state files.
+final class Stage: @unchecked Sendable {
+    // @unchecked: written only in init, then read; the server and simulators are Sendable themselves.
+    let directory: String
+    let vast = VastSimulator(apiKey: "e2e-secret-key")
+    let webhook = WebhookRecorder()
+    let server: LoopbackHTTPServer
+    let ssh: FakeSSHProgram
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("co-e2e-\(UUID().uuidString)").path
+        ssh = try FakeSSHProgram(directory: directory + "/ssh")
+        let vast = self.vast
+        let webhook = self.webhook
+        server = try LoopbackHTTPServer.start { request in
+            request.url.path.hasPrefix("/hooks") ? await webhook.handle(request) : await vast.handle(request)
+        }
+    }
+
+    deinit {
+        server.shutdown()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Adds a running idle RTX 4090 whose ssh answers on `port`.
+    func addRunning(id: Int, label: String?, port: Int, utilization: Double) {
+        var instance = SimulatedVastInstance(id: id)
+        instance.label = label
+        instance.actualStatus = "running"
+        instance.intendedStatus = "running"
+        instance.curState = "running"
+        instance.gpuName = "RTX 4090"
+        instance.numGPUs = 1
+        instance.dphTotal = 0.4
+        instance.startDate = Date().timeIntervalSince1970 - 5 * 3600
+        instance.sshHost = "127.0.0.1"
+        instance.sshPort = port
+        vast.add(instance)
+        ssh.answer(
+            port: port,
+            with: SyntheticNvidiaSmi.output([
+                SyntheticGPU(
+                    name: "NVIDIA GeForce RTX 4090", busID: "00000000:01:00.0", point: 0, average: utilization,
+                    max: utilization, memoryUsedMiB: 100, memoryTotalMiB: 24564, temperature: 35)
+            ]))
+    }
+
+    var environment: [String: String] {
+        [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "VAST_API_KEY": "e2e-secret-key", "VAST_API_URL": server.baseURL.absoluteString,
+            "WEBHOOK_URL": server.baseURL.absoluteString + "/hooks/T0/B0/e2e-webhook-secret",
+            "PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1", "STATE_DIR": directory + "/state",
+            "SSH_COMMAND": ssh.path, "LOG_LEVEL": "debug",
+        ]
+    }
+
+    /// Runs the executable through the daemon's own process runner (which never blocks the cooperative pool that
+    /// the loopback server's handlers need); returns status, stdout, stderr.
+    func run(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> (Int32, String, String)
+    {
+        let command = Command(
+            executable: Stage.executable.path, arguments: arguments, environment: environment.merging(extra) { $1 },
+            timeout: 120, outputLimit: 8 << 20)
+        let result = try await ProcessCommandRunner().run(command)
+        return (
+            result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self)
+        )
+    }
+
+    /// `.build/<config>/cost-optimizer`, next to the test bundle.
+    static let executable: URL = {
+        var directory = Bundle.module.bundleURL.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("cost-optimizer")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("cost-optimizer")
+    }()
+}
+
+@Suite("End to end: the executable against the loopback server", .serialized)
+struct EndToEndTests {
+    @Test("--run-once pauses the idle instance, leaves the busy and protected ones, journals and posts the webhook")
+    func runOnce() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 101, label: "notebook", port: 41001, utilization: 1)
+        stage.addRunning(id: 102, label: "training", port: 41002, utilization: 93)
+        stage.addRunning(id: 103, label: "eval-keep", port: 41003, utilization: 0)
+        let (status, _, stderr) = try await stage.run(["--run-once"])
+        #expect(status == 0)
+
+        let calls = stage.vast.requests.map { "\($0.method) \($0.path)" }
+        #expect(calls.first == "GET /api/v1/instances/")
+        #expect(calls.filter { !$0.hasPrefix("GET") } == ["PUT /api/v0/instances/101/"])
+        #expect(stage.vast.requests.allSatisfy { $0.headers["Authorization"] == "Bearer e2e-secret-key" })
+        #expect(stage.vast.instances.first { $0.id == 101 }?.actualStatus == "stopped")
+
+        let journal = try String(contentsOfFile: stage.directory + "/state/actions.jsonl", encoding: .utf8)
+        let lines = journal.split(separator: "\n")
+        #expect(lines.count == 1)
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(record["id"] as? String == "101")
+        #expect(record["action"] as? String == "pause")
+        #expect(record["result"] as? String == "ok")
+        #expect(record["dry_run"] as? Bool == false)
+
+        #expect(stage.webhook.bodies.count == 1)
+        let posted = try #require(stage.webhook.bodies.first)
+        let body = try #require(try JSONSerialization.jsonObject(with: posted) as? [String: Any])
+        #expect(body["event"] as? String == "pause")
+        #expect(body["instance_id"] as? String == "101")
+        #expect(body["instance_name"] as? String == "notebook")
+        #expect(body["gpu_model"] as? String == "RTX 4090")
+        #expect(body["hourly_cost_usd"] as? Double == 0.4)
+        #expect(body["dry_run"] as? Bool == false)
+        #expect((body["text"] as? String)?.contains("Paused vast/101") == true)
+
+        #expect(stderr.contains("PAUSE vast/101 (RTX 4090): GPU avg 1% < 10% for 0 min, 1 samples"))
+        #expect(stderr.contains("Cycle complete: 3 running, 0 paused, 0 errors"))
+        #expect(!stderr.contains("e2e-secret-key") && !stderr.contains("e2e-webhook-secret"))
+        let state = try String(contentsOfFile: stage.directory + "/state/state.json", encoding: .utf8)
+        #expect(state.contains("vast/102") && !state.contains("e2e-secret-key"))
+    }
+
+    @Test("--run-once --dry-run calls no mutating API but journals and notifies as dry run")
+    func dryRun() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 201, label: nil, port: 41011, utilization: 0)
+        let (status, _, stderr) = try await stage.run(["--run-once", "--dry-run"])
+        #expect(status == 0)
+        #expect(stage.vast.requests.allSatisfy { $0.method == "GET" })
+        #expect(stderr.contains("DRY RUN PAUSE vast/201"))
+        let journal = try String(contentsOfFile: stage.directory + "/state/actions.jsonl", encoding: .utf8)
+        #expect(journal.contains(#""result":"dry_run""#) && journal.contains(#""dry_run":true"#))
+        #expect(stage.webhook.bodies.count == 1)
+    }
+
+    @Test("--run-once exits non-zero when no provider could be listed, and acts on nothing")
+    func providerDown() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 301, label: nil, port: 41021, utilization: 0)
+        stage.vast.enqueueFault(
+            method: "GET", pathPrefix: "/api/", response: HTTPResponse(status: 500, body: Data("boom".utf8)),
+            times: 100)
+        let (status, _, stderr) = try await stage.run(["--run-once"])
+        #expect(status == 1)
+        #expect(stderr.contains("Provider error vast"))
+        #expect(stage.vast.requests.allSatisfy { $0.method == "GET" })
+    }
+
+    @Test("status --json lists every instance with the documented fields and changes nothing")
+    func statusJSON() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 401, label: "notebook", port: 41031, utilization: 2)
+        stage.addRunning(id: 402, label: "train-keep", port: 41032, utilization: 50)
+        var stopped = SimulatedVastInstance(id: 403)
+        stopped.actualStatus = "stopped"
+        stopped.intendedStatus = "stopped"
+        stopped.curState = "stopped"
+        stopped.gpuName = "A100"
+        stopped.numGPUs = 2
+        stopped.startDate = nil
+        stage.vast.add(stopped)
+        let (status, stdout, _) = try await stage.run(["status", "--json"])
+        #expect(status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])
+        let instances = try #require(object["instances"] as? [[String: Any]])
+        #expect((object["errors"] as? [Any])?.isEmpty == true)
+        try #require(instances.map { $0["id"] as? String } == ["401", "402", "403"])
+        let fields = [
+            "provider", "id", "name", "zone", "state", "provider_status", "gpu_model", "gpu_count", "hourly_cost_usd",
+            "created_at", "protected", "managed", "ssh", "idle_since", "decision",
+        ]
+        for instance in instances {
+            #expect(fields.allSatisfy { instance.keys.contains($0) }, "missing fields in \(instance.keys.sorted())")
+            #expect(instance["provider"] as? String == "vast")
+        }
+        #expect(instances[0]["state"] as? String == "running")
+        #expect((instances[0]["decision"] as? [String: Any])?["action"] as? String == "pause")
+        #expect(instances[0]["idle_since"] is String)
+        #expect((instances[0]["ssh"] as? [String: Any])?["port"] as? Int == 41031)
+        #expect(instances[1]["protected"] as? Bool == true)
+        #expect(instances[2]["state"] as? String == "paused")
+        #expect(instances[2]["created_at"] is NSNull)
+        #expect(stage.vast.requests.allSatisfy { $0.method == "GET" })
+        #expect(!FileManager.default.fileExists(atPath: stage.directory + "/state/actions.jsonl"))
+    }
+
+    @Test("a bad value exits 78 with one line naming the variable and the value", arguments: [
+        ("PAUSE_THRESHOLD_GPU", "abc"), ("CHECK_INTERVAL", "-1"), ("LOG_LEVEL", "loud"), ("VAST_API_URL", "nope"),
+    ])
+    func badConfig(variable: String, value: String) async throws {
+        let stage = try Stage()
+        let (status, _, stderr) = try await stage.run(["--run-once"], environment: [variable: value])
+        #expect(status == 78)
+        #expect(stderr.contains("\(variable)=\"\(value)\""))
+        #expect(stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test("no provider configured exits 78")
+    func noProvider() async throws {
+        let stage = try Stage()
+        let (status, _, stderr) = try await stage.run(["--run-once"], environment: ["VAST_API_KEY": ""])
+        #expect(status == 78)
+        #expect(stderr.contains("no provider is configured"))
+    }
+
+    @Test("check-config redacts secrets and tests the account")
+    func checkConfig() async throws {
+        let stage = try Stage()
+        let (status, stdout, _) = try await stage.run(["check-config"])
+        #expect(status == 0)
+        #expect(stdout.contains("VAST_API_KEY=<redacted: 1 key(s)>"))
+        #expect(stdout.contains("vast: ok (0 instances)"))
+        #expect(!stdout.contains("e2e-secret-key") && !stdout.contains("e2e-webhook-secret"))
+    }
+}
