@@ -258,6 +258,7 @@ struct GPUSamplerProcessTests {
                 esac
 
                 """)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let result = await Self.sampler(directory).sample(GPUSamplerTests.instance("1"))
         #expect(result.utilization == 7)
     }
@@ -265,6 +266,7 @@ struct GPUSamplerProcessTests {
     @Test("nvidia-smi exiting 6 with 'No devices were found' is a failed sample")
     func noDevices() async throws {
         let directory = try Self.rig(nvidiaSmi: "echo 'No devices were found'; exit 6\n")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let result = await Self.sampler(directory).sample(GPUSamplerTests.instance("1"))
         #expect(result == .failed("nvidia-smi failed (status 6): No devices were found"))
     }
@@ -273,6 +275,7 @@ struct GPUSamplerProcessTests {
     func cancellationKillsChild() async throws {
         // The stand-in ssh itself hangs (a local `timeout` would move the remote side into a process group of its own).
         let directory = try Self.rig(nvidiaSmi: "exit 0\n", ssh: "exec sleep 30")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let sampler = Self.sampler(directory)
         let task = Task { await sampler.sample([GPUSamplerTests.instance("1")]) }
         var pid: pid_t?

@@ -16,7 +16,9 @@ public struct SSHRefusal: Error, Equatable, Sendable, CustomStringConvertible {
 /// as `shared/docs/safety.md` §6 asks (argv only, `--` before the destination, validated host and user, a host-key
 /// alias per instance, a local deadline, bounded output, an allowlisted environment).
 public struct GPUSampler: Sendable {
+    /// Starts ssh (`ProcessCommandRunner` in the daemon, a fake in tests).
     public let runner: any CommandRunner
+    /// `SSH_COMMAND`, `SSH_KEY_PATH`, `SSH_CONNECT_TIMEOUT`, `SSH_CONCURRENCY`.
     public let settings: SSHSettings
     /// The sampler's own known_hosts file (`STATE_DIR/known_hosts`), keyed by `<provider>-<id>` aliases.
     public let knownHostsPath: String
@@ -149,7 +151,8 @@ public struct GPUSampler: Sendable {
         return .success(arguments)
     }
 
-    /// Turns what ssh returned into a sample.
+    /// Turns what ssh returned into a sample: killed by a signal or status 255 is ssh's own failure (with the first
+    /// line of its stderr); anything else is the probe's output, parsed by `NvidiaSmiProbe.parse`.
     public static func interpret(_ result: CommandResult) -> SampleResult {
         let stderrLine = String(decoding: result.stderr, as: UTF8.self).split(separator: "\n").lazy
             .map(\.trimmed).first { !$0.isEmpty }

@@ -9,13 +9,18 @@ import Glibc
 /// from `/dev/null`, stdout and stderr drained while the child runs and capped at `outputLimit`, a deadline enforced
 /// with SIGTERM then SIGKILL, and task cancellation that kills the child. Every child is reaped.
 ///
-/// Each run is watched by its own thread, which polls the pipes and the child's state: on Linux `Process` learns of
-/// an exit only when every holder of an inherited socket has closed it (swift-corelibs-foundation#4795), so a
-/// grandchild could hide the exit. The thread sees the exit itself with `waitid(…, WNOWAIT)`, which leaves the reaping
-/// to `Process`; output still open a moment after the exit belongs to a leftover grandchild, whose process group
-/// (the child's: `Process` starts each child in a group of its own) is then killed.
+/// Each run is watched by its own thread, which polls the pipes and reaps the child itself with `waitid`. On Linux
+/// `Process` cannot be relied on for that: it learns of an exit only when every holder of an inherited socket has
+/// closed it, so a grandchild hides the exit (swift-corelibs-foundation#4795); and a child that closes that socket at
+/// start (ssh and sshd close every descriptor above 2) makes its one reaper thread block in `waitpid` until that
+/// child ends, delaying every other child's reaping behind it. Whichever of `Process` and this thread reaps first
+/// provides the status. Output still open a moment after the exit belongs to a leftover grandchild, whose process
+/// group (the child's: `Process` starts each child in a group of its own) is then killed.
 public struct ProcessCommandRunner: CommandRunner {
     /// Seconds between SIGTERM and SIGKILL when the deadline passes or the task is cancelled.
+    ///
+    /// A child inherits the signals the daemon ignores (`Process` cannot reset them): while the daemon ignores
+    /// SIGTERM to handle it through a dispatch source, its children end only at the SIGKILL.
     public var gracePeriod: Double
     /// Seconds output is still read after the child exited, before leftover holders of the pipes are killed.
     public var drainAfterExit: Double
@@ -80,7 +85,7 @@ final class CancellationFlag: Sendable {
     var isCancelled: Bool { state.withLock { $0 } }
 }
 
-/// Whether `Process` has reaped the child (its termination handler ran).
+/// Whether `Process` reaped the child before this runner did (its termination handler ran).
 final class ReapFlag: Sendable {
     private let state = Mutex(false)
 
@@ -114,18 +119,7 @@ struct ChildWatch: Sendable {
         process.standardError = stderrPipe
         let reaped = ReapFlag()
         process.terminationHandler = { _ in reaped.set() }
-        // The child inherits the spawning thread's signal mask, and Foundation threads block nearly every signal:
-        // spawn with none blocked, so the child can be stopped with SIGTERM.
-        var blocked = sigset_t()
-        var none = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, &blocked)
-        defer { pthread_sigmask(SIG_SETMASK, &blocked, nil) }
-        do {
-            try process.run()
-        } catch {
-            throw .launchFailed(executable: command.executable, detail: "\(error.localizedDescription)")
-        }
+        try Self.launch(process, executable: command.executable)
         let pid = process.processIdentifier
         var child = Child(pid: pid, ownsGroup: getpgid(pid) == pid)
         var outputs = [
@@ -136,6 +130,7 @@ struct ChildWatch: Sendable {
 
         let clock = ContinuousClock()
         let start = clock.now
+        let timeout = Duration.seconds(command.timeout.isNaN ? 0 : min(max(command.timeout, 0), 1e9))
         var failure: CommandError?
         var terminatedAt: ContinuousClock.Instant?
         var killed = false
@@ -151,7 +146,7 @@ struct ChildWatch: Sendable {
                 killed = true
             }
             if exit == nil {
-                exit = Self.exit(of: process, pid: pid, reaped: reaped)
+                exit = Self.reap(process, pid: pid, reaped: reaped)
                 if exit != nil { exitedAt = clock.now }
             }
             let now = clock.now
@@ -167,7 +162,7 @@ struct ChildWatch: Sendable {
             if failure == nil {
                 if cancellation.isCancelled {
                     failure = .cancelled
-                } else if now - start >= .seconds(command.timeout) {
+                } else if now - start >= timeout {
                     failure = .timedOut(seconds: command.timeout)
                 }
             }
@@ -180,23 +175,40 @@ struct ChildWatch: Sendable {
                 killed = true
             }
         }
-        // `Process` reaps the child once its socket closes: at once, unless a grandchild in another session holds it.
-        let reapDeadline = clock.now + .seconds(1)
-        while !reaped.isSet, clock.now < reapDeadline { usleep(1000) }
-
         if let failure { throw failure }
         let ended = exit ?? Exit(status: -1, signaled: false)
         return CommandResult(
             status: ended.status, signaled: ended.signaled, stdout: outputs[0].data, stderr: outputs[1].data)
     }
 
-    /// The child's end if it has ended, without reaping it (`Process` does that).
-    static func exit(of process: Process, pid: pid_t, reaped: ReapFlag) -> Exit? {
+    /// Starts the process with no signal blocked.
+    ///
+    /// The child inherits the spawning thread's signal mask, and Foundation threads block nearly every signal, so a
+    /// child spawned from this thread could not be stopped with SIGTERM. The mask is emptied for the spawn only, so
+    /// that signals meant for the daemon are not taken by this thread.
+    static func launch(_ process: Process, executable: String) throws(CommandError) {
+        var saved = sigset_t()
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        do {
+            try process.run()
+        } catch {
+            throw .launchFailed(executable: executable, detail: "\(error.localizedDescription)")
+        }
+    }
+
+    /// Reaps the child if it has ended and tells how; nil while it runs.
+    ///
+    /// When `Process` reaped it first, `waitid` fails and its termination status is used. `Process` later finds the
+    /// pid gone (`ECHILD`) and only marks itself finished.
+    static func reap(_ process: Process, pid: pid_t, reaped: ReapFlag) -> Exit? {
         if reaped.isSet {
             return Exit(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
         }
         var info = siginfo_t()
-        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG) == 0,
             info._sifields._sigchld.si_pid == pid
         else { return nil }
         let code = info.si_code

@@ -1,0 +1,264 @@
+import CostOptimizer
+import CostOptimizerCore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sampler through the system's `/usr/bin/ssh` against a real `sshd` on 127.0.0.1, with a throwaway host key and
+/// client key and a fake `nvidia-smi` on the remote PATH that answers with the H100 captures.
+///
+/// Needs Debian's openssh-server. Outside CI the tests skip when it is missing; with `CI=true` they fail.
+@Suite("Real ssh against a local sshd")
+struct RealSSHTests {
+    static let sshd = "/usr/sbin/sshd"
+    static let ssh = "/usr/bin/ssh"
+    static let keygen = "/usr/bin/ssh-keygen"
+    static let installed = [sshd, ssh, keygen].allSatisfy { (path: String) in access(path, X_OK) == 0 }
+    static let runsInCI = ProcessInfo.processInfo.environment["CI"] == "true"
+    static let missing = "sshd, ssh or ssh-keygen is missing: install openssh-server (apt-get install -y openssh-server)"
+
+    /// What the fake nvidia-smi does: answer with the idle query CSV and the bursty `-q` report, or fail.
+    static let captures = """
+        case "$*" in
+          *--query-gpu=*) cat "$DIR/query.csv" ;;
+          "-q -d UTILIZATION") cat "$DIR/report.txt" ;;
+          *) echo "unexpected arguments: $*"; exit 2 ;;
+        esac
+
+        """
+
+    static func instance(_ id: String, port: Int) -> Instance {
+        Instance(
+            key: InstanceKey(provider: .vast, id: id), name: id, state: .running, providerStatus: "running",
+            ssh: SSHEndpoint(host: "127.0.0.1", port: port, user: SSHServer.userName))
+    }
+
+    @Test(
+        "a real sshd: ok with the bursty buffer average 7 %, and a second instance under its own host-key alias",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func bursty() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        try await SSHServer.with(nvidiaSmi: Self.captures) { server in
+            let sampler = server.sampler()
+            let first = Self.instance("1001", port: server.port)
+            let second = Self.instance("1002", port: server.port)
+            let results = await sampler.sample([first, second])
+            for key in [first.key, second.key] {
+                guard case .ok(let gpus) = results[key] else {
+                    Issue.record("expected an ok sample for \(key), got \(String(describing: results[key]))")
+                    continue
+                }
+                #expect(gpus.map(\.pointUtilization) == [0])
+                #expect(gpus.map(\.bufferAverage) == [7])
+                #expect(results[key]?.utilization == 7)
+            }
+            let knownHosts = try String(contentsOfFile: server.directory + "/known_hosts", encoding: .utf8)
+            let aliases = knownHosts.split(separator: "\n").compactMap { $0.split(separator: " ").first }.sorted()
+            #expect(aliases == ["vast-1001", "vast-1002"])
+        }
+    }
+
+    @Test(
+        "a real sshd whose nvidia-smi finds no device (status 6): failed",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func noDevices() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        try await SSHServer.with(nvidiaSmi: "echo 'No devices were found'; exit 6\n") { server in
+            let result = await server.sampler().sample(Self.instance("2001", port: server.port))
+            #expect(result == .failed("nvidia-smi failed (status 6): No devices were found"))
+        }
+    }
+
+    @Test(
+        "a port nobody listens on is ssh's own failure (status 255): failed",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func wrongPort() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        try await SSHServer.with(nvidiaSmi: Self.captures) { server in
+            let closed = try SSHServer.freePort()
+            let result = await server.sampler().sample(Self.instance("3001", port: closed))
+            guard case .failed(let reason) = result else {
+                Issue.record("expected a failed sample, got \(result)")
+                return
+            }
+            #expect(reason.hasPrefix("ssh failed (status 255)"))
+            #expect(reason.contains("Connection refused"))
+        }
+    }
+
+    @Test(
+        "ssh -G accepts every option of the sampler's argv, and the destination is the instance's",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func sshAcceptsOptions() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        let sampler = GPUSampler(
+            runner: ProcessCommandRunner(),
+            settings: SSHSettings(command: Self.ssh, keyPath: "/nonexistent/key", connectTimeout: 4),
+            knownHostsPath: "/nonexistent/known_hosts", logger: .silent)
+        let arguments = try sampler.arguments(for: Self.instance("4001", port: 2200)).get()
+        let result = try await ProcessCommandRunner().run(
+            Command(executable: Self.ssh, arguments: ["-G"] + arguments.dropLast(), environment: ["PATH": "/usr/bin:/bin"]))
+        let config = String(decoding: result.stdout, as: UTF8.self)
+        #expect(result.status == 0, "ssh -G: \(String(decoding: result.stderr, as: UTF8.self))")
+        let lines = Set(config.split(separator: "\n").map(String.init))
+        for line in [
+            "hostname 127.0.0.1", "port 2200", "hostkeyalias vast-4001", "batchmode yes", "connecttimeout 4",
+            "stricthostkeychecking accept-new", "userknownhostsfile /nonexistent/known_hosts",
+            "globalknownhostsfile /dev/null", "identitiesonly yes", "identityagent none",
+            "identityfile /nonexistent/key", "forwardagent no", "clearallforwardings yes", "requesttty false",
+            "loglevel ERROR",
+        ] {
+            #expect(lines.contains(line), "ssh -G lacks \(line)")
+        }
+        #expect(!lines.contains { $0.hasPrefix("proxycommand ") && $0 != "proxycommand none" })
+    }
+}
+
+/// A throwaway `sshd -D -e` on a free loopback port, run through `ProcessCommandRunner` and stopped by cancelling it.
+struct SSHServer: Sendable {
+    let directory: String
+    let port: Int
+
+    static var userName: String {
+        guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return "root" }
+        return String(cString: name)
+    }
+
+    /// Starts a server, runs `body`, and stops the server whatever happens; fails when a process is left behind.
+    static func with(nvidiaSmi: String, _ body: (SSHServer) async throws -> Void) async throws {
+        let directory = try await makeDirectory(nvidiaSmi: nvidiaSmi)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var lastFailure = "sshd did not start"
+        for _ in 0..<3 {
+            let port = try freePort()
+            let config = try writeConfig(directory: directory, port: port)
+            let task = Task {
+                try await ProcessCommandRunner().run(
+                    Command(
+                        executable: RealSSHTests.sshd, arguments: ["-D", "-e", "-f", config], environment: [:],
+                        timeout: 300, outputLimit: 1 << 22))
+            }
+            guard let pid = await waitForPidFile(directory + "/sshd.pid") else {
+                task.cancel()
+                let stderr = (try? await task.value).map { String(decoding: $0.stderr, as: UTF8.self) }
+                lastFailure = "sshd did not start on port \(port): \(stderr ?? "no output")"
+                continue
+            }
+            let server = SSHServer(directory: directory, port: port)
+            var failure: (any Error)?
+            do {
+                try await body(server)
+            } catch {
+                failure = error
+            }
+            task.cancel()
+            _ = await task.result
+            #expect(kill(pid, 0) == -1, "sshd (pid \(pid)) is still running after the test")
+            if let failure { throw failure }
+            return
+        }
+        Issue.record("\(lastFailure)")
+    }
+
+    /// The sampler, with the throwaway client key and a known_hosts file in the server's directory.
+    func sampler() -> GPUSampler {
+        GPUSampler(
+            runner: ProcessCommandRunner(),
+            settings: SSHSettings(
+                command: RealSSHTests.ssh, keyPath: directory + "/client_key", connectTimeout: 5, concurrency: 4),
+            knownHostsPath: directory + "/known_hosts", logger: .silent)
+    }
+
+    static func makeDirectory(nvidiaSmi: String) async throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sshd-\(UUID().uuidString)").path
+        let files = FileManager.default
+        try files.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
+        try files.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
+        if getuid() == 0 {
+            // sshd refuses to start without its privilege-separation directory.
+            try files.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
+        }
+        for key in ["host_key", "client_key"] {
+            let result = try await ProcessCommandRunner().run(
+                Command(
+                    executable: RealSSHTests.keygen, arguments: ["-q", "-t", "ed25519", "-N", "", "-f", "\(directory)/\(key)"],
+                    environment: ["PATH": "/usr/bin:/bin"]))
+            guard result.status == 0 else {
+                throw CommandError.launchFailed(
+                    executable: "ssh-keygen", detail: String(decoding: result.stderr, as: UTF8.self))
+            }
+        }
+        try files.copyItem(atPath: directory + "/client_key.pub", toPath: directory + "/authorized_keys")
+        try files.copyItem(
+            atPath: try fixture("h100-query-idle.csv"), toPath: directory + "/query.csv")
+        try files.copyItem(
+            atPath: try fixture("h100-q-utilization-bursty.txt"), toPath: directory + "/report.txt")
+        let script = "#!/bin/sh\nDIR='\(directory)'\n" + nvidiaSmi
+        try script.write(toFile: directory + "/bin/nvidia-smi", atomically: true, encoding: .utf8)
+        try files.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory + "/bin/nvidia-smi")
+        return directory
+    }
+
+    static func writeConfig(directory: String, port: Int) throws -> String {
+        let config = """
+            Port \(port)
+            ListenAddress 127.0.0.1
+            HostKey \(directory)/host_key
+            PidFile \(directory)/sshd.pid
+            AuthorizedKeysFile \(directory)/authorized_keys
+            UsePAM no
+            StrictModes no
+            PubkeyAuthentication yes
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            PermitRootLogin prohibit-password
+            AllowTcpForwarding no
+            X11Forwarding no
+            PrintMotd no
+            LogLevel INFO
+            SetEnv PATH=\(directory)/bin:/usr/bin:/bin
+
+            """
+        let path = directory + "/sshd_config"
+        try? FileManager.default.removeItem(atPath: directory + "/sshd.pid")
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// sshd writes its pid file once it listens; nil when it exited first or took over 10 s.
+    static func waitForPidFile(_ path: String) async -> pid_t? {
+        for _ in 0..<1000 {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmed) {
+                return pid
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
+    /// A loopback TCP port that was free a moment ago.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CommandError.launchFailed(executable: "socket", detail: "errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw CommandError.launchFailed(executable: "bind", detail: "errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func fixture(_ name: String) throws -> String {
+        try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")).path
+    }
+}
