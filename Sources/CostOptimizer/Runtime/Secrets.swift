@@ -5,7 +5,10 @@ import Foundation
 /// `LoadCredential=`), the file named by `<NAME>_FILE`, or `<NAME>` itself. The first source found wins.
 public enum Secrets {
     /// The variables that hold secrets.
-    public static let names = ["VAST_API_KEY", "WEBHOOK_URL"]
+    public static let names = [
+        "VAST_API_KEY", "WEBHOOK_URL", "TENSORDOCK_API_KEY", "TENSORDOCK_API_TOKEN", "TENSORDOCK_BEARER_TOKEN",
+        "GCP_ACCESS_TOKEN",
+    ]
 
     /// The environment with every secret variable replaced by its resolved value.
     /// - Throws: `ConfigError` naming the file (never its content) when a named file is unreadable or empty.

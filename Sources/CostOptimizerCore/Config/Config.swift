@@ -36,6 +36,10 @@ public struct Config: Equatable, Sendable {
     public var vastAPIURL: URL
     /// Where notifications are POSTed; nil sends none.
     public var webhookURL: Secret?
+    /// TensorDock, when `TENSORDOCK_BEARER_TOKEN` or the `TENSORDOCK_API_KEY`/`TENSORDOCK_API_TOKEN` pair is set.
+    public var tensorDock: TensorDockSettings?
+    /// Google Compute Engine, when `GCP_PROJECT_ID` is set.
+    public var gcp: GCPSettings?
     public var ssh: SSHSettings
     /// Where `state.json`, `actions.jsonl` and `known_hosts` live.
     public var stateDirectory: String
@@ -53,19 +57,24 @@ public struct Config: Equatable, Sendable {
         self.vastAPIKeys = vastAPIKeys
         self.vastAPIURL = vastAPIURL
         self.webhookURL = webhookURL
+        self.tensorDock = nil
+        self.gcp = nil
         self.ssh = ssh
         self.stateDirectory = stateDirectory
         self.logLevel = logLevel
     }
 
     /// True when at least one provider has credentials.
-    public var hasProvider: Bool { !vastAPIKeys.isEmpty }
+    public var hasProvider: Bool { !vastAPIKeys.isEmpty || tensorDock != nil || gcp != nil }
 
     /// Every variable the daemon reads, in the order `check-config` prints them.
     public static let variables = [
         "PAUSE_THRESHOLD_GPU", "PAUSE_WINDOW_MINUTES", "MIN_SAMPLES", "DELETE_THRESHOLD_HOURS", "MIN_INSTANCE_AGE_HOURS",
         "CHECK_INTERVAL", "PROTECTED_INSTANCES", "PROTECT_LABEL", "DRY_RUN", "VAST_API_KEY", "VAST_API_URL",
         "WEBHOOK_URL", "SSH_KEY_PATH", "SSH_COMMAND", "SSH_CONNECT_TIMEOUT", "SSH_CONCURRENCY", "STATE_DIR", "LOG_LEVEL",
+        "TENSORDOCK_API_KEY", "TENSORDOCK_API_TOKEN", "TENSORDOCK_BEARER_TOKEN", "TENSORDOCK_API_URL",
+        "TENSORDOCK_V0_API_URL", "TENSORDOCK_SSH_USER", "GCP_PROJECT_ID", "GCP_ZONE", "GCP_SSH_USER", "GCP_API_URL",
+        "GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST", "GCP_PRICE_OVERRIDES",
     ]
 
     /// Parses and validates the configuration.
@@ -103,6 +112,8 @@ public struct Config: Equatable, Sendable {
             }
             config.webhookURL = Secret(webhook)
         }
+        config.tensorDock = try parseTensorDock(reader)
+        config.gcp = try parseGCP(reader)
         config.ssh = SSHSettings(
             command: reader.string("SSH_COMMAND") ?? "ssh",
             keyPath: reader.string("SSH_KEY_PATH"),
@@ -123,6 +134,54 @@ public struct Config: Equatable, Sendable {
     }
 }
 
+extension Config {
+    static func parseTensorDock(_ reader: EnvironmentReader) throws(ConfigError) -> TensorDockSettings? {
+        let key = reader.string("TENSORDOCK_API_KEY").map(Secret.init)
+        let token = reader.string("TENSORDOCK_API_TOKEN").map(Secret.init)
+        let bearer = reader.string("TENSORDOCK_BEARER_TOKEN").map(Secret.init)
+        if (key == nil) != (token == nil) && bearer == nil {
+            let missing = key == nil ? "TENSORDOCK_API_KEY" : "TENSORDOCK_API_TOKEN"
+            throw ConfigError.invalid(
+                variable: missing, value: "", expected: "set together with its pair (or set TENSORDOCK_BEARER_TOKEN)")
+        }
+        let apiURL = try reader.baseURL("TENSORDOCK_API_URL", default: "https://dashboard.tensordock.com")
+        let v0URL = try reader.baseURL("TENSORDOCK_V0_API_URL", default: "https://marketplace.tensordock.com")
+        let user = try reader.sshUser("TENSORDOCK_SSH_USER") ?? "user"
+        guard bearer != nil || (key != nil && token != nil) else { return nil }
+        return TensorDockSettings(
+            apiKey: key, apiToken: token, bearerToken: bearer, apiURL: apiURL, v0APIURL: v0URL, sshUser: user)
+    }
+
+    static func parseGCP(_ reader: EnvironmentReader) throws(ConfigError) -> GCPSettings? {
+        let projects = reader.list("GCP_PROJECT_ID")
+        for project in projects where !project.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == ":" || $0 == "." }) {
+            throw ConfigError.invalid(variable: "GCP_PROJECT_ID", value: project, expected: "project ids separated by commas")
+        }
+        let zone = reader.string("GCP_ZONE")
+        if let zone, !zone.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
+            throw ConfigError.invalid(variable: "GCP_ZONE", value: zone, expected: "a zone name such as us-central1-a")
+        }
+        let apiURL = try reader.baseURL("GCP_API_URL", default: "https://compute.googleapis.com")
+        var overrides: [String: Double] = [:]
+        for entry in reader.list("GCP_PRICE_OVERRIDES") {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(\.trimmed)
+            guard parts.count == 2, !parts[0].isEmpty, let price = Double(parts[1]), price.isFinite, price >= 0 else {
+                throw ConfigError.invalid(
+                    variable: "GCP_PRICE_OVERRIDES", value: entry,
+                    expected: "accelerator=dollars-per-GPU-hour pairs, e.g. nvidia-tesla-t4=0.35")
+            }
+            overrides[parts[0].lowercased()] = price
+        }
+        let user = try reader.sshUser("GCP_SSH_USER") ?? reader.string("USER") ?? "root"
+        guard !projects.isEmpty else { return nil }
+        return GCPSettings(
+            projects: projects, zone: zone, sshUser: user, apiURL: apiURL,
+            accessToken: reader.string("GCP_ACCESS_TOKEN").map(Secret.init),
+            credentialsFile: reader.string("GOOGLE_APPLICATION_CREDENTIALS"),
+            metadataHost: reader.string("GCE_METADATA_HOST") ?? "metadata.google.internal", priceOverrides: overrides)
+    }
+}
+
 /// A configuration error; the executable prints `description` and exits 78 (EX_CONFIG).
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
     /// A variable holds a value the daemon cannot use.
@@ -135,7 +194,7 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
         case .invalid(let variable, let value, let expected):
             "Invalid configuration: \(variable)=\"\(value)\" must be \(expected)."
         case .noProvider:
-            "Invalid configuration: no provider is configured; set VAST_API_KEY (or run `cost-optimizer demo`)."
+            "Invalid configuration: no provider is configured; set VAST_API_KEY, TENSORDOCK_BEARER_TOKEN (or TENSORDOCK_API_KEY and TENSORDOCK_API_TOKEN) or GCP_PROJECT_ID (or run `cost-optimizer demo`)."
         }
     }
 }
@@ -188,6 +247,15 @@ struct EnvironmentReader {
         case "0", "false", "no", "off": return false
         default: throw ConfigError.invalid(variable: name, value: raw, expected: "true or false")
         }
+    }
+
+    /// A login name ssh accepts: letters, digits, `.`, `_`, `-`, not starting with `-`.
+    func sshUser(_ name: String) throws(ConfigError) -> String? {
+        guard let user = string(name) else { return nil }
+        guard !user.hasPrefix("-"), user.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+            throw ConfigError.invalid(variable: name, value: user, expected: "a user name (letters, digits, . _ -)")
+        }
+        return user
     }
 
     /// scheme://host[:port] with no path, query or credentials.

@@ -81,11 +81,24 @@ public struct Instance: Codable, Equatable, Sendable {
     public var ssh: SSHEndpoint?
     /// False for an instance the daemon never acts on (for example one with no GPU).
     public var managed: Bool
+    /// When the instance last started, where the provider says (GCE `lastStartTimestamp`); a newer value than the
+    /// daemon saw before means someone restarted it, which resets its idle clock.
+    public var startedAt: Date?
+    /// Stopped but still billed for its GPU (TensorDock `Stopped`, resources reserved): a pause releases the GPU.
+    public var gpuReserved: Bool
+    /// The provider refuses to delete it (GCE `deletionProtection`): never deleted, may still be paused.
+    public var deletionProtected: Bool
+    /// True when `hourlyCostUSD` comes from a built-in price table, not from the provider.
+    public var costEstimated: Bool
+    /// Why there is no ssh endpoint (e.g. "no external IP"), for `status`.
+    public var sshUnavailableReason: String?
 
     public init(
         key: InstanceKey, name: String, zone: String? = nil, state: InstanceState, providerStatus: String,
         gpuModel: String? = nil, gpuCount: Int? = nil, hourlyCostUSD: Double? = nil, createdAt: Date? = nil,
-        labels: [String] = [], ssh: SSHEndpoint? = nil, managed: Bool = true
+        labels: [String] = [], ssh: SSHEndpoint? = nil, managed: Bool = true, startedAt: Date? = nil,
+        gpuReserved: Bool = false, deletionProtected: Bool = false, costEstimated: Bool = false,
+        sshUnavailableReason: String? = nil
     ) {
         self.key = key
         self.name = name
@@ -99,5 +112,10 @@ public struct Instance: Codable, Equatable, Sendable {
         self.labels = labels
         self.ssh = ssh
         self.managed = managed
+        self.startedAt = startedAt
+        self.gpuReserved = gpuReserved
+        self.deletionProtected = deletionProtected
+        self.costEstimated = costEstimated
+        self.sshUnavailableReason = sshUnavailableReason
     }
 }
