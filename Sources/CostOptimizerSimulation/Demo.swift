@@ -199,7 +199,10 @@ struct DemoLogSink: LogSink {
     let clock: SimulatedClock
 
     func write(level: LogLevel, message: String) {
+        let stamp = clock.elapsedStamp()
+        // A quiet cycle is shown once a simulated hour; every other line is shown.
+        if message.hasPrefix("Cycle complete") && !message.contains("action") && !stamp.hasSuffix(":00") { return }
         let tag = level == .info ? "" : level.rawValue.uppercased() + " "
-        print("\(clock.elapsedStamp()) \(tag)\(message)")
+        print("\(stamp) \(tag)\(message)")
     }
 }

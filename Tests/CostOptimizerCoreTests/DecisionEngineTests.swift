@@ -237,3 +237,51 @@ struct DecisionEngineTests {
         #expect(h.cycles(26 * 60, idle).reason == "not managed: no GPU")
     }
 }
+
+@Suite("Decision engine: provider-specific marks")
+struct DecisionEngineMarkTests {
+    let idle = History.gpus(3)
+
+    @Test("a newer start time (a user's restart) clears the idle clock and the streak")
+    func restartResets() {
+        var h = History()
+        h.instance.startedAt = h.now.addingTimeInterval(-7200)
+        h.cycles(25, idle)
+        #expect(h.state[h.instance.key]?.streakCount == 25)
+        h.instance.startedAt = h.now
+        h.cycle(idle)
+        #expect(h.state[h.instance.key]?.streakCount == 1)
+        #expect(h.cycles(29, idle).action == .none)  // the whole window must pass anew
+        #expect(h.cycle(idle).action == .pause)
+    }
+
+    @Test("a stop that keeps the GPU reserved is paused for real after the window: the GPU is released")
+    func reservedGPU() {
+        var h = History(state: .paused)
+        h.instance.gpuReserved = true
+        #expect(h.cycles(30, nil).action == .none)
+        let decision = h.cycle(nil)
+        #expect(decision.action == .pause)
+        #expect(decision.reason.hasPrefix("stopped with its GPU reserved"))
+    }
+
+    @Test("a reserved-GPU stop that is protected is left alone")
+    func reservedGPUProtected() {
+        var h = History(state: .paused, label: "keep-this")
+        h.instance.gpuReserved = true
+        #expect(h.cycles(120, nil).action == .none)
+    }
+
+    @Test("deletion protection: paused, never deleted")
+    func deletionProtection() {
+        var h = History()
+        h.instance.deletionProtected = true
+        h.cycles(30, idle)
+        #expect(h.cycle(idle).action == .pause)
+        h.acted(.pause)
+        h.instance.state = .paused
+        let decision = h.cycles(30 * 60, nil)
+        #expect(decision.action == .none)
+        #expect(decision.reason.contains("deletion protection is on"))
+    }
+}

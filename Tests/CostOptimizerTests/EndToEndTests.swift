@@ -224,3 +224,56 @@ struct EndToEndTests {
         #expect(!stdout.contains("e2e-secret-key") && !stdout.contains("e2e-webhook-secret"))
     }
 }
+
+@Suite("End to end: the daemon loop and the demo", .serialized)
+struct DaemonProcessTests {
+    @Test("SIGTERM ends the daemon loop: state saved, exit 0")
+    func sigterm() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 501, label: nil, port: 41041, utilization: 50)
+        let process = Process()
+        process.executableURL = Stage.executable
+        process.arguments = ["run"]
+        process.environment = stage.environment.merging(["CHECK_INTERVAL": "1"]) { $1 }
+        let log = stage.directory + "/daemon.log"
+        #expect(FileManager.default.createFile(atPath: log, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardError = handle
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait (without blocking the pool) until two cycles completed.
+        var text = ""
+        for _ in 0..<200 where text.components(separatedBy: "Cycle complete").count < 3 {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        }
+        process.terminate()  // SIGTERM
+        for _ in 0..<200 where process.isRunning { try await Task.sleep(nanoseconds: 50_000_000) }
+        try handle.close()
+        text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(!process.isRunning)
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        #expect(text.contains("Daemon stopped: state saved"))
+        #expect(FileManager.default.fileExists(atPath: stage.directory + "/state/state.json"))
+    }
+
+    @Test("the README's demo command runs the fleet and tells what it paused, deleted and left alone")
+    func demo() async throws {
+        let result = try await ProcessCommandRunner().run(
+            Command(
+                executable: Stage.executable.path, arguments: ["demo"],
+                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], timeout: 120,
+                outputLimit: 8 << 20))
+        let out = String(decoding: result.stdout, as: UTF8.self)
+        #expect(result.status == 0)
+        #expect(out.contains("PAUSE vast/9100002 (RTX 4090): GPU avg 0% < 10% for 30 min, 7 samples"))
+        let rows = out.split(separator: "\n").filter { $0.hasPrefix("vast/") }
+        #expect(rows.count == 6)
+        #expect(rows.first { $0.contains("notebook") }?.contains("paused at +00:30, deleted at +24:05") == true)
+        #expect(rows.first { $0.contains("inference-api") }?.contains("left alone") == true)
+        #expect(rows.first { $0.contains("eval-keep") }?.contains("protected") == true)
+        #expect(rows.first { $0.contains("old-experiment") }?.contains("deleted at") == true)
+        #expect(rows.first { $0.contains("llama-finetune") }?.contains("left alone") == true)
+    }
+}

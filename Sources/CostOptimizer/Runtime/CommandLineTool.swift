@@ -22,9 +22,16 @@ public enum ExitStatus {
 public struct Invocation: Equatable, Sendable {
     public enum Command: String, Sendable { case run, status, checkConfig = "check-config", demo, help, version }
     public var command: Command
-    public var runOnce = false
-    public var dryRun = false
-    public var json = false
+    public var runOnce: Bool
+    public var dryRun: Bool
+    public var json: Bool
+
+    public init(command: Command, runOnce: Bool = false, dryRun: Bool = false, json: Bool = false) {
+        self.command = command
+        self.runOnce = runOnce
+        self.dryRun = dryRun
+        self.json = json
+    }
 
     /// Parses the arguments after the program name.
     /// - Throws: a message for the usage error.

@@ -82,6 +82,17 @@ public struct DecisionEngine: Sendable {
         var record = existing ?? InstanceRecord(firstSeen: now, state: instance.state)
         record.lastSeen = now
         record.lastState = instance.state
+        if let started = instance.startedAt {
+            if let known = record.lastStartedAt, started > known {
+                // Someone started it again: pre-restart idleness is no evidence about what runs now.
+                record.streakStart = nil
+                record.streakCount = 0
+                record.streakSum = 0
+                record.idleSince = nil
+                record.pausedAt = nil
+            }
+            record.lastStartedAt = started
+        }
 
         switch instance.state {
         case .running:
@@ -147,6 +158,15 @@ public struct DecisionEngine: Sendable {
         case .unknown: return .none("unknown status: \(instance.providerStatus)")
         case .paused, .broken:
             if let delete = deleteDecision(instance, record: record, now: now) { return delete }
+            if instance.gpuReserved, let since = record.idleSince {
+                let stoppedFor = now.timeIntervalSince(since)
+                if stoppedFor >= policy.pauseWindow {
+                    return Decision(
+                        action: .pause,
+                        reason: "stopped with its GPU reserved (still billed) for \(minutes(stoppedFor)) min: "
+                            + "releasing the GPU")
+                }
+            }
             return .none(waitingReason(instance, record: record, now: now))
         case .running:
             return decideRunning(instance, record: record, sample: sample, now: now)
@@ -184,6 +204,7 @@ public struct DecisionEngine: Sendable {
         guard let idleSince = record.idleSince else { return nil }
         let idleFor = now.timeIntervalSince(idleSince)
         guard idleFor > policy.deleteThreshold else { return nil }
+        guard !instance.deletionProtected else { return nil }
         guard let createdAt = instance.createdAt else { return nil }
         guard now.timeIntervalSince(createdAt) >= policy.minInstanceAge else { return nil }
         let how = instance.state == .running ? "GPU idle" : instance.state.rawValue
@@ -196,7 +217,9 @@ public struct DecisionEngine: Sendable {
         let idleFor = record.idleSince.map { now.timeIntervalSince($0) } ?? 0
         var reason = "\(instance.state.rawValue) for \(hours(idleFor)) h"
         if idleFor > policy.deleteThreshold {
-            if let createdAt = instance.createdAt {
+            if instance.deletionProtected {
+                reason += "; deletion protection is on: never deleted"
+            } else if let createdAt = instance.createdAt {
                 let age = now.timeIntervalSince(createdAt)
                 reason += "; too young to delete: \(hours(age)) h < MIN_INSTANCE_AGE_HOURS \(hours(policy.minInstanceAge)) h"
             } else {

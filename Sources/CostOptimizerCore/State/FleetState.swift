@@ -106,6 +106,8 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
     /// True once `ssh_unreachable` was notified for the current run of failures.
     public var unreachableNotified: Bool
     public var lastAction: ActionMark?
+    /// The provider's last start time as last seen; a newer one means someone restarted the instance.
+    public var lastStartedAt: Date?
 
     public init(firstSeen: Date, state: InstanceState) {
         self.firstSeen = firstSeen
@@ -122,6 +124,7 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
         self.lastFailure = nil
         self.unreachableNotified = false
         self.lastAction = nil
+        self.lastStartedAt = nil
     }
 
     /// The average utilisation of the current idle streak.
