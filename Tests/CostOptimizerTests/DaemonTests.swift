@@ -26,18 +26,8 @@ struct Rig {
     ])
 
     init(environment: [String: String] = [:], label: String? = "notebook", answer: String = Rig.idle) throws {
-        var instance = SimulatedVastInstance(id: 123)
-        instance.label = label
-        instance.actualStatus = "running"
-        instance.intendedStatus = "running"
-        instance.curState = "running"
-        instance.gpuName = "RTX 4090"
-        instance.numGPUs = 1
-        instance.dphTotal = 0.4
-        instance.startDate = 1_800_000_000 - 7200
-        instance.sshHost = "ssh5.vast.ai"
-        instance.sshPort = 29558
-        vast.add(instance)
+        vast.add(
+            SimulatedVastInstance(id: 123, label: label, dphTotal: 0.4, startDate: 1_800_000_000 - 7200, sshPort: 29558))
         transport = FakeHTTPTransport(handler: vast.handle)
         runner = FakeCommandRunner { _ in .success(CommandResult(status: 0, stdout: Data(answer.utf8))) }
         let config = try Config.parse(

@@ -31,18 +31,10 @@ final class Stage: @unchecked Sendable {
 
     /// Adds a running idle RTX 4090 whose ssh answers on `port`.
     func addRunning(id: Int, label: String?, port: Int, utilization: Double) {
-        var instance = SimulatedVastInstance(id: id)
-        instance.label = label
-        instance.actualStatus = "running"
-        instance.intendedStatus = "running"
-        instance.curState = "running"
-        instance.gpuName = "RTX 4090"
-        instance.numGPUs = 1
-        instance.dphTotal = 0.4
-        instance.startDate = Date().timeIntervalSince1970 - 5 * 3600
-        instance.sshHost = "127.0.0.1"
-        instance.sshPort = port
-        vast.add(instance)
+        vast.add(
+            SimulatedVastInstance(
+                id: id, label: label, dphTotal: 0.4, startDate: Date().timeIntervalSince1970 - 5 * 3600,
+                sshHost: "127.0.0.1", sshPort: port))
         ssh.answer(
             port: port,
             with: SyntheticNvidiaSmi.output([
@@ -162,14 +154,10 @@ struct EndToEndTests {
         let stage = try Stage()
         stage.addRunning(id: 401, label: "notebook", port: 41031, utilization: 2)
         stage.addRunning(id: 402, label: "train-keep", port: 41032, utilization: 50)
-        var stopped = SimulatedVastInstance(id: 403)
-        stopped.actualStatus = "stopped"
-        stopped.intendedStatus = "stopped"
-        stopped.curState = "stopped"
-        stopped.gpuName = "A100"
-        stopped.numGPUs = 2
-        stopped.startDate = nil
-        stage.vast.add(stopped)
+        stage.vast.add(
+            SimulatedVastInstance(
+                id: 403, actualStatus: "stopped", intendedStatus: "stopped", curState: "stopped", gpuName: "A100",
+                numGPUs: 2, startDate: nil))
         let (status, stdout, _) = try await stage.run(["status", "--json"])
         #expect(status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])

@@ -85,11 +85,7 @@ public struct DecisionEngine: Sendable {
         if let started = instance.startedAt {
             if let known = record.lastStartedAt, started > known {
                 // Someone started it again: pre-restart idleness is no evidence about what runs now.
-                record.streakStart = nil
-                record.streakCount = 0
-                record.streakSum = 0
-                record.idleSince = nil
-                record.pausedAt = nil
+                record.resetIdleness()
             }
             record.lastStartedAt = started
         }
@@ -103,20 +99,15 @@ public struct DecisionEngine: Sendable {
                 let gapEnded = record.lastSampleAt.map { now.timeIntervalSince($0) > policy.sampleGapLimit } ?? true
                 if utilization < policy.pauseThresholdGPU {
                     if record.streakStart == nil || gapEnded {
+                        record.endStreak()
                         record.streakStart = now
-                        record.streakCount = 0
-                        record.streakSum = 0
                     }
                     record.streakCount += 1
                     record.streakSum += utilization
                     // While running, the idle clock is the streak: a new streak restarts it (the safe direction).
                     record.idleSince = record.streakStart
                 } else {
-                    record.streakStart = nil
-                    record.streakCount = 0
-                    record.streakSum = 0
-                    record.idleSince = nil
-                    record.pausedAt = nil
+                    record.resetIdleness()
                 }
                 record.lastSampleAt = now
                 record.failedCycles = 0
@@ -131,9 +122,7 @@ public struct DecisionEngine: Sendable {
                 record.lastFailure = instance.ssh == nil ? "no ssh endpoint listed" : "not sampled"
             }
         case .paused, .broken:
-            record.streakStart = nil
-            record.streakCount = 0
-            record.streakSum = 0
+            record.endStreak()
             record.failedCycles = 0
             record.unreachableNotified = false
             if record.idleSince == nil { record.idleSince = record.pausedAt ?? now }

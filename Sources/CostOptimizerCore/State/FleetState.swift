@@ -37,9 +37,7 @@ public struct FleetState: Codable, Equatable, Sendable {
             switch action {
             case .pause:
                 record.pausedAt = time
-                record.streakStart = nil
-                record.streakCount = 0
-                record.streakSum = 0
+                record.endStreak()
             case .delete:
                 self[key] = nil
                 return
@@ -125,6 +123,20 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
         self.unreachableNotified = false
         self.lastAction = nil
         self.lastStartedAt = nil
+    }
+
+    /// Ends the current idle streak (a busy sample, a gap, a pause, a restart).
+    public mutating func endStreak() {
+        streakStart = nil
+        streakCount = 0
+        streakSum = 0
+    }
+
+    /// Forgets all idleness: the streak, the idle clock and the pause mark (seen busy, or restarted by someone).
+    public mutating func resetIdleness() {
+        endStreak()
+        idleSince = nil
+        pausedAt = nil
     }
 
     /// The average utilisation of the current idle streak.
