@@ -185,6 +185,7 @@ struct EndToEndTests {
 
     @Test("a bad value exits 78 with one line naming the variable and the value", arguments: [
         ("PAUSE_THRESHOLD_GPU", "abc"), ("CHECK_INTERVAL", "-1"), ("LOG_LEVEL", "loud"), ("VAST_API_URL", "nope"),
+        ("SSH_KEY_PATH", "/nonexistent/id_ed25519"), ("SSH_COMMAND", "no-such-ssh-program"),
     ])
     func badConfig(variable: String, value: String) async throws {
         let stage = try Stage()

@@ -105,6 +105,7 @@ public enum CommandLineTool {
             var environment = try Secrets.resolve(environment)
             if invocation.dryRun { environment["DRY_RUN"] = "true" }
             config = try Config.parse(environment: environment)
+            try checkFiles(config, environment: environment)
         } catch {
             printError("cost-optimizer: \(error)")
             return ExitStatus.config
@@ -119,6 +120,28 @@ public enum CommandLineTool {
             return await checkConfig(config: config, edges: edges)
         default:
             return await run(config: config, edges: edges, once: invocation.runOnce)
+        }
+    }
+
+    /// The checks `Config.parse` cannot make, being pure: the ssh key is readable and the ssh program exists.
+    /// - Throws: `ConfigError` naming the variable and the path.
+    public static func checkFiles(_ config: Config, environment: [String: String]) throws(ConfigError) {
+        if let key = config.ssh.keyPath, !FileManager.default.isReadableFile(atPath: key) {
+            throw ConfigError.invalid(variable: "SSH_KEY_PATH", value: key, expected: "a readable private key file")
+        }
+        let command = config.ssh.command
+        let found: Bool
+        if command.contains("/") {
+            found = FileManager.default.isExecutableFile(atPath: command)
+        } else {
+            let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+            found = path.split(separator: ":").contains {
+                FileManager.default.isExecutableFile(atPath: "\($0)/\(command)")
+            }
+        }
+        guard found else {
+            throw ConfigError.invalid(
+                variable: "SSH_COMMAND", value: command, expected: "an executable path or a program on PATH")
         }
     }
 
