@@ -247,6 +247,32 @@ struct DaemonProcessTests {
         #expect(FileManager.default.fileExists(atPath: stage.directory + "/state/state.json"))
     }
 
+    @Test("under journald (JOURNAL_STREAM names stderr) each line starts with its syslog priority")
+    func journaldPrefixes() async throws {
+        let stage = try Stage()
+        stage.vast.enqueueFault(
+            method: "GET", pathPrefix: "/api/", response: HTTPResponse(status: 500, body: Data("boom".utf8)),
+            times: 100)
+        let log = stage.directory + "/journal-stream"
+        #expect(FileManager.default.createFile(atPath: log, contents: nil))
+        var info = stat()
+        #expect(stat(log, &info) == 0)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = Stage.executable
+        process.arguments = ["--run-once"]
+        process.environment = stage.environment.merging(["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"]) { $1 }
+        process.standardError = handle
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<600 where process.isRunning { try await Task.sleep(nanoseconds: 50_000_000) }
+        try handle.close()
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("<4>Provider error vast: ") })
+        #expect(lines.contains { $0.hasPrefix("<6>Cycle complete: 0 running, 0 paused, 1 errors") })
+        #expect(lines.allSatisfy { $0.hasPrefix("<") })
+    }
+
     @Test("the README's demo command runs the fleet and tells what it paused, deleted and left alone")
     func demo() async throws {
         let result = try await ProcessCommandRunner().run(
