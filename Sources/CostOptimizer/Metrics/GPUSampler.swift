@@ -22,6 +22,7 @@ public struct GPUSampler: Sendable {
     public let settings: SSHSettings
     /// The sampler's own known_hosts file (`STATE_DIR/known_hosts`), keyed by `<provider>-<id>` aliases.
     public let knownHostsPath: String
+    /// Gets one debug line per sample and a warning per failure; never a key, a secret or the argv.
     public let logger: Logger
     /// The child's whole environment: `PATH`, `LANG=C` and `HOME` (when set), never the daemon's secrets.
     public let childEnvironment: [String: String]

@@ -109,8 +109,10 @@ extension NvidiaSmiProbe {
             return failure.map { withDetail("nvidia-smi failed (status 0)", $0) }
         case 124, 137:
             return "nvidia-smi timed out on the instance (status \(status))"
-        case 126, 127:
-            return withDetail("nvidia-smi or timeout is missing on the instance (status \(status))", lines.first)
+        case 126:
+            return withDetail("nvidia-smi or timeout cannot be run on the instance (status 126)", lines.first)
+        case 127:
+            return withDetail("nvidia-smi or timeout is missing on the instance (status 127)", lines.first)
         default:
             return withDetail("nvidia-smi failed (status \(status))", lines.first)
         }
