@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Synchronization
 
@@ -6,29 +5,34 @@ import Synchronization
 import Glibc
 #endif
 
+/// Set by the SIGTERM/SIGINT handler. An atomic store is async-signal-safe.
+private let signalArrived = Atomic<Bool>(false)
+
 /// Set once SIGTERM or SIGINT arrives: the daemon starts no new action, finishes the one in flight, saves and exits.
 public final class ShutdownSignal: Sendable {
-    private let requested = Mutex(false)
-    /// Keeps the signal sources alive. Written only by `installHandlers`, once, at start-up on the main task.
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    private let requested = Atomic<Bool>(false)
+    private let listening = Atomic<Bool>(false)
 
     public init() {}
 
     /// True once a stop was requested.
-    public var isRequested: Bool { requested.withLock { $0 } }
+    public var isRequested: Bool {
+        requested.load(ordering: .relaxed) || (listening.load(ordering: .relaxed) && signalArrived.load(ordering: .relaxed))
+    }
 
-    /// Requests a stop (what the signal handlers call; tests call it directly).
-    public func request() { requested.withLock { $0 = true } }
+    /// Requests a stop (what a signal does; tests call it directly).
+    public func request() { requested.store(true, ordering: .relaxed) }
 
-    /// Routes SIGTERM and SIGINT here instead of killing the process.
+    /// Catches SIGTERM and SIGINT with a handler that only sets a flag. Unlike `SIG_IGN`, a handler is reset to the
+    /// default in every child at exec, so the ssh children still die on their own SIGTERM.
     public func installHandlers() {
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in self?.request() }
-            source.resume()
-            ShutdownSignal.sources.append(source)
-        }
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in signalArrived.store(true, ordering: .relaxed) }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        sigaction(SIGTERM, &action, nil)
+        sigaction(SIGINT, &action, nil)
+        listening.store(true, ordering: .relaxed)
     }
 
     /// Returns when a stop is requested or the task is cancelled.
