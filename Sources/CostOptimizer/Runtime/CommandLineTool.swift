@@ -232,7 +232,26 @@ public enum CommandLineTool {
             ("SSH_CONNECT_TIMEOUT", "\(config.ssh.connectTimeout)"), ("SSH_CONCURRENCY", "\(config.ssh.concurrency)"),
             ("STATE_DIR", config.stateDirectory), ("LOG_LEVEL", config.logLevel.rawValue),
         ]
-        return lines.map { "\($0.0)=\($0.1)" }.joined(separator: "\n")
+        let td = config.tensorDock
+        let gcp = config.gcp
+        func redacted(_ secret: Secret?) -> String { secret == nil ? "" : "<redacted>" }
+        let providers: [(String, String)] = [
+            ("TENSORDOCK_API_KEY", redacted(td?.apiKey)), ("TENSORDOCK_API_TOKEN", redacted(td?.apiToken)),
+            ("TENSORDOCK_BEARER_TOKEN", redacted(td?.bearerToken)),
+            ("TENSORDOCK_API_URL", td?.apiURL.absoluteString ?? ""),
+            ("TENSORDOCK_V0_API_URL", td?.v0APIURL.absoluteString ?? ""), ("TENSORDOCK_SSH_USER", td?.sshUser ?? ""),
+            ("GCP_PROJECT_ID", gcp?.projects.joined(separator: ",") ?? ""), ("GCP_ZONE", gcp?.zone ?? ""),
+            ("GCP_SSH_USER", gcp?.sshUser ?? ""), ("GCP_API_URL", gcp?.apiURL.absoluteString ?? ""),
+            ("GCP_ACCESS_TOKEN", redacted(gcp?.accessToken)),
+            ("GOOGLE_APPLICATION_CREDENTIALS", gcp?.credentialsFile ?? ""),
+            ("GCE_METADATA_HOST", gcp?.metadataHost ?? ""),
+            (
+                "GCP_PRICE_OVERRIDES",
+                (gcp?.priceOverrides ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\(number($0.value))" }
+                    .joined(separator: ",")
+            ),
+        ]
+        return (lines + providers).map { "\($0.0)=\($0.1)" }.joined(separator: "\n")
     }
 
     private static func number(_ value: Double) -> String {

@@ -44,6 +44,8 @@ public struct StatusReport: Codable, Sendable {
         public var gpuModel: String?
         public var gpuCount: Int?
         public var hourlyCostUSD: Double?
+        /// True when the cost comes from the built-in price table (GCE), not from the provider.
+        public var hourlyCostEstimated: Bool
         public var createdAt: String?
         public var protected: Bool
         public var managed: Bool
@@ -58,6 +60,7 @@ public struct StatusReport: Codable, Sendable {
             case gpuModel = "gpu_model"
             case gpuCount = "gpu_count"
             case hourlyCostUSD = "hourly_cost_usd"
+            case hourlyCostEstimated = "hourly_cost_estimated"
             case createdAt = "created_at"
             case idleSince = "idle_since"
         }
@@ -74,6 +77,7 @@ public struct StatusReport: Codable, Sendable {
             try c.encode(gpuModel, forKey: .gpuModel)
             try c.encode(gpuCount, forKey: .gpuCount)
             try c.encode(hourlyCostUSD, forKey: .hourlyCostUSD)
+            try c.encode(hourlyCostEstimated, forKey: .hourlyCostEstimated)
             try c.encode(createdAt, forKey: .createdAt)
             try c.encode(protected, forKey: .protected)
             try c.encode(managed, forKey: .managed)
@@ -98,6 +102,7 @@ public struct StatusReport: Codable, Sendable {
                 provider: instance.key.provider.rawValue, id: instance.key.id, name: instance.name, zone: instance.zone,
                 state: instance.state.rawValue, providerStatus: instance.providerStatus, gpuModel: instance.gpuModel,
                 gpuCount: instance.gpuCount, hourlyCostUSD: instance.hourlyCostUSD,
+                hourlyCostEstimated: instance.costEstimated,
                 createdAt: instance.createdAt.map(StatusReport.iso8601), protected: planned.protected,
                 managed: instance.managed,
                 ssh: instance.ssh.map { Entry.SSH(host: $0.host, port: $0.port, user: $0.user) },
@@ -130,7 +135,7 @@ public struct StatusReport: Codable, Sendable {
                 "\(entry.provider)/\(entry.id)", String(entry.name.prefix(24)),
                 entry.state + (entry.protected ? " (protected)" : ""),
                 "\(entry.gpuCount.map { "\($0)x " } ?? "")\(entry.gpuModel ?? "-")",
-                entry.hourlyCostUSD.map { String(format: "%.2f", $0) } ?? "-",
+                entry.hourlyCostUSD.map { String(format: entry.hourlyCostEstimated ? "~%.2f" : "%.2f", $0) } ?? "-",
                 entry.metrics.gpuUtilization.map { String(format: "%.1f%%", $0) } ?? "-",
                 entry.idleSince ?? "-", "\(entry.decision.action): \(entry.decision.reason)",
             ])

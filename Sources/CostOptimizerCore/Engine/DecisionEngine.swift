@@ -119,7 +119,7 @@ public struct DecisionEngine: Sendable {
                 record.lastFailure = reason
             case nil:
                 record.failedCycles += 1
-                record.lastFailure = instance.ssh == nil ? "no ssh endpoint listed" : "not sampled"
+                record.lastFailure = instance.ssh == nil ? "no ssh: \(instance.sshUnavailableReason ?? "no endpoint listed")" : "not sampled"
             }
         case .paused, .broken:
             record.endStreak()
