@@ -8,10 +8,33 @@ import Synchronization
 public enum Demo {
     /// One simulated instance and what its GPUs do over time.
     struct Machine {
-        var vast: SimulatedVastInstance
+        enum Listing {
+            case vast(SimulatedVastInstance)
+            case tensordock(SimulatedTensorDockVM)
+        }
+        var listing: Listing
         var story: String
-        /// GPU readings at `hours` since the start; nil = nvidia-smi answers nothing (not running).
+        /// GPU readings at `hours` since the start; empty = nvidia-smi answers nothing (not running).
         var gpus: (_ hours: Double) -> [SyntheticGPU]
+
+        var key: String {
+            switch listing {
+            case .vast(let instance): "vast/\(instance.id)"
+            case .tensordock(let vm): "tensordock/\(vm.id)"
+            }
+        }
+        var name: String {
+            switch listing {
+            case .vast(let instance): instance.label ?? String(instance.id)
+            case .tensordock(let vm): vm.name
+            }
+        }
+        var sshPort: Int? {
+            switch listing {
+            case .vast(let instance): instance.sshPort
+            case .tensordock(let vm): vm.sshPort
+            }
+        }
     }
 
     /// Runs the demo; returns the exit status.
@@ -27,23 +50,37 @@ public enum Demo {
         let t0 = clock.start.timeIntervalSince1970
         let machines = fleet(t0: t0)
         let vast = VastSimulator(apiKey: "demo-key")
-        for machine in machines { vast.add(machine.vast) }
+        let tensorDock = TensorDockSimulator(bearerToken: "demo-bearer", apiKey: "demo-td-key", apiToken: "demo-td-token")
+        for machine in machines {
+            switch machine.listing {
+            case .vast(let instance): vast.add(instance)
+            case .tensordock(let vm): tensorDock.add(vm)
+            }
+        }
         let webhook = WebhookRecorder()
         let server: LoopbackHTTPServer
+        let tensorDockServer: LoopbackHTTPServer
         let ssh: FakeSSHProgram
         do {
             ssh = try FakeSSHProgram(directory: directory + "/ssh")
             server = try LoopbackHTTPServer.start { request in
                 request.url.path.hasPrefix("/webhook") ? await webhook.handle(request) : await vast.handle(request)
             }
+            tensorDockServer = try LoopbackHTTPServer.start(handler: tensorDock.handle)
         } catch {
             print("demo: cannot start the simulation: \(error)")
             return ExitStatus.software
         }
-        defer { server.shutdown() }
+        defer {
+            server.shutdown()
+            tensorDockServer.shutdown()
+        }
 
         let environment: [String: String] = [
             "VAST_API_KEY": "demo-key", "VAST_API_URL": server.baseURL.absoluteString,
+            "TENSORDOCK_BEARER_TOKEN": "demo-bearer", "TENSORDOCK_API_KEY": "demo-td-key",
+            "TENSORDOCK_API_TOKEN": "demo-td-token", "TENSORDOCK_API_URL": tensorDockServer.baseURL.absoluteString,
+            "TENSORDOCK_V0_API_URL": tensorDockServer.baseURL.absoluteString,
             "WEBHOOK_URL": server.baseURL.absoluteString + "/webhook/T000/B000/demo",
             "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": ssh.path,
             "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
@@ -63,7 +100,7 @@ public enum Demo {
 
         print(
             """
-            cost-optimizer demo: a simulated Vast.ai fleet on \(server.baseURL.absoluteString), \
+            cost-optimizer demo: simulated Vast.ai and TensorDock fleets on loopback, \
             a fake ssh answering nvidia-smi, \(Int(hours)) simulated hours, a cycle every \(Int(interval / 60)) min.
             Defaults: pause below \(Int(config.policy.pauseThresholdGPU))% for \(Int(config.policy.pauseWindow / 60)) min \
             (\(config.policy.minSamples) samples), delete after \(Int(config.policy.deleteThreshold / 3600)) h idle, \
@@ -119,36 +156,54 @@ public enum Demo {
                     max: max ?? average, memoryUsedMiB: memory, memoryTotalMiB: 24564, temperature: 40)
             }
         }
+        func vm(
+            _ id: String, _ name: String, status: String, price: Double, createdHoursAgo: Double, port: Int
+        ) -> SimulatedTensorDockVM {
+            SimulatedTensorDockVM(
+                id: id, name: name, status: status, gpuModel: "geforcertx4090-pcie-24gb", gpuCount: 1,
+                pricePerHour: price, ipAddress: "127.0.0.1", sshPort: port,
+                createdAt: Date(timeIntervalSince1970: t0 - createdHoursAgo * 3600), location: "Chubbuck, Idaho, United States")
+        }
         return [
             Machine(
-                vast: vast(
-                    9_100_001, "llama-finetune", gpu: "RTX 4090", count: 4, price: 1.62, createdHoursAgo: 6, port: 40001),
+                listing: .vast(vast(
+                    9_100_001, "llama-finetune", gpu: "RTX 4090", count: 4, price: 1.62, createdHoursAgo: 6, port: 40001)),
                 story: "a training job, busy all day",
                 gpus: { _ in gpus(4, "NVIDIA GeForce RTX 4090", point: 97, average: 96, max: 100, memory: 21000) }),
             Machine(
-                vast: vast(9_100_002, "notebook", gpu: "RTX 4090", count: 1, price: 0.42, createdHoursAgo: 30, port: 40002),
+                listing: .vast(vast(9_100_002, "notebook", gpu: "RTX 4090", count: 1, price: 0.42, createdHoursAgo: 30, port: 40002)),
                 story: "a notebook left open: memory held, GPU at 0 %",
                 gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 0, average: 0, max: 1, memory: 10767) }),
             Machine(
-                vast: vast(9_100_003, "inference-api", gpu: "RTX 3090", count: 1, price: 0.25, createdHoursAgo: 48, port: 40003),
+                listing: .vast(vast(9_100_003, "inference-api", gpu: "RTX 3090", count: 1, price: 0.25, createdHoursAgo: 48, port: 40003)),
                 story: "a bursty inference server: point reading 0 %, driver buffer 24 %",
                 gpus: { _ in gpus(1, "NVIDIA GeForce RTX 3090", point: 0, average: 24, max: 100, memory: 9000) }),
             Machine(
-                vast: vast(
+                listing: .vast(vast(
                     9_100_004, "old-experiment", gpu: "A100 SXM4", count: 1, price: 1.10, createdHoursAgo: 72,
-                    status: "stopped", port: 40004),
+                    status: "stopped", port: 40004)),
                 story: "stopped two days ago and forgotten (storage still billed)",
                 gpus: { _ in [] }),
             Machine(
-                vast: vast(9_100_005, "eval-keep", gpu: "H100 SXM", count: 1, price: 2.40, createdHoursAgo: 20, port: 40005),
+                listing: .vast(vast(9_100_005, "eval-keep", gpu: "H100 SXM", count: 1, price: 2.40, createdHoursAgo: 20, port: 40005)),
                 story: "idle, but its label holds \"keep\"",
                 gpus: { _ in gpus(1, "NVIDIA H100 80GB HBM3", point: 0, average: 1, max: 65, memory: 0) }),
             Machine(
-                vast: vast(
+                listing: .vast(vast(
                     9_100_006, "sd-webui", gpu: "RTX 4090", count: 1, price: 0.40, createdHoursAgo: 0.1,
-                    status: "loading", port: 40006),
+                    status: "loading", port: 40006)),
                 story: "just created: loading, then serving images",
                 gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 55, average: 41, max: 99, memory: 8000) }),
+            Machine(
+                listing: .tensordock(
+                    vm("3f1c2a9e-td01", "lora-sweep", status: "Stopped", price: 0.38, createdHoursAgo: 50, port: 40011)),
+                story: "stopped with its GPU reserved: still billed in full",
+                gpus: { _ in [] }),
+            Machine(
+                listing: .tensordock(
+                    vm("3f1c2a9e-td02", "jupyter", status: "Running", price: 0.38, createdHoursAgo: 3, port: 40012)),
+                story: "a Jupyter server nobody came back to",
+                gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 0, average: 0, max: 2, memory: 2100) }),
         ]
     }
 
@@ -160,7 +215,7 @@ public enum Demo {
             }
         }
         for machine in machines {
-            guard let port = machine.vast.sshPort else { continue }
+            guard let port = machine.sshPort else { continue }
             let gpus = machine.gpus(hoursSinceStart)
             ssh.answer(port: port, with: gpus.isEmpty ? nil : SyntheticNvidiaSmi.output(gpus))
         }
@@ -174,21 +229,20 @@ public enum Demo {
     ) -> String {
         var rows = [["INSTANCE", "WHAT IT WAS", "OUTCOME", "WHY"]]
         let finalDecisions = Dictionary(
-            (report?.plan.decisions ?? []).map { ($0.instance.key.id, $0.decision) }, uniquingKeysWith: { a, _ in a })
+            (report?.plan.decisions ?? []).map { ($0.instance.key.description, $0.decision) },
+            uniquingKeysWith: { a, _ in a })
         for machine in machines {
-            let id = String(machine.vast.id)
-            let actions = journal.filter { $0.id == id && $0.result == "ok" }
+            let id = machine.key
+            let actions = journal.filter { "\($0.provider)/\($0.id)" == id && $0.result == "ok" }
             let outcome: String
             let why: String
-            if actions.isEmpty {
-                outcome = "left alone"
-                why = finalDecisions[id]?.reason ?? "-"
-            } else {
-                outcome = actions.map { "\($0.action.rawValue)d at \(clock.elapsedStamp($0.time))" }.joined(
-                    separator: ", ")
-                why = actions.last?.reason ?? "-"
-            }
-            rows.append(["vast/\(id) \(machine.vast.label ?? "")", machine.story, outcome, why])
+            outcome =
+                actions.isEmpty
+                ? "left alone"
+                : actions.map { "\($0.action.rawValue)d at \(clock.elapsedStamp($0.time))" }.joined(separator: ", ")
+            // Where the instance still exists, why it stands as it does now; else why it was last acted on.
+            why = finalDecisions[id]?.reason ?? actions.last?.reason ?? "-"
+            rows.append(["\(id) \(machine.name)", machine.story, outcome, why])
         }
         return "\n" + TextTable.render(rows)
     }

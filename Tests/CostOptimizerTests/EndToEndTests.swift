@@ -283,9 +283,12 @@ struct DaemonProcessTests {
         let out = String(decoding: result.stdout, as: UTF8.self)
         #expect(result.status == 0)
         #expect(out.contains("PAUSE vast/9100002 (RTX 4090): GPU avg 0% < 10% for 30 min, 7 samples"))
-        let rows = out.split(separator: "\n").filter { $0.hasPrefix("vast/") }
-        #expect(rows.count == 6)
-        #expect(rows.first { $0.contains("notebook") }?.contains("paused at +00:30, deleted at +24:05") == true)
+        let rows = out.split(separator: "\n").filter { $0.hasPrefix("vast/") || $0.hasPrefix("tensordock/") }
+        #expect(rows.count == 8)
+        #expect(rows.first { $0.contains("notebook") }?.contains("paused at +00:30, deleted at +24:0") == true)
+        #expect(rows.first { $0.contains("lora-sweep") }?.contains("releasing the GPU") == false)
+        #expect(rows.first { $0.contains("lora-sweep") }?.contains("paused at +00:30") == true)
+        #expect(rows.first { $0.contains("jupyter") }?.contains("creation time unknown: never deleted") == true)
         #expect(rows.first { $0.contains("inference-api") }?.contains("left alone") == true)
         #expect(rows.first { $0.contains("eval-keep") }?.contains("protected") == true)
         #expect(rows.first { $0.contains("old-experiment") }?.contains("deleted at") == true)

@@ -30,11 +30,16 @@ public struct Edges: Sendable {
 public enum Wiring {
     /// One provider per configured account.
     public static func providers(config: Config, edges: Edges) -> [any GPUProvider] {
-        config.vastAPIKeys.enumerated().map { index, key in
+        var providers: [any GPUProvider] = config.vastAPIKeys.enumerated().map { index, key in
             VastProvider(
                 apiKey: key, baseURL: config.vastAPIURL, transport: edges.http, clock: edges.clock,
                 account: index == 0 ? "vast" : "vast#\(index + 1)", logger: edges.logger)
         }
+        if let settings = config.tensorDock {
+            providers.append(
+                TensorDockProvider(settings: settings, transport: edges.http, clock: edges.clock, logger: edges.logger))
+        }
+        return providers
     }
 
     /// The ssh sampler, with `known_hosts` in the state directory.

@@ -199,18 +199,18 @@ public struct DecisionEngine: Sendable {
         let how = instance.state == .running ? "GPU idle" : instance.state.rawValue
         return Decision(
             action: .delete,
-            reason: "\(how) for \(hours(idleFor)) h > DELETE_THRESHOLD_HOURS \(hours(policy.deleteThreshold)) h")
+            reason: "\(how) for \(duration(idleFor)), past DELETE_THRESHOLD_HOURS \(hours(policy.deleteThreshold)) h")
     }
 
     private func waitingReason(_ instance: Instance, record: InstanceRecord, now: Date) -> String {
         let idleFor = record.idleSince.map { now.timeIntervalSince($0) } ?? 0
-        var reason = "\(instance.state.rawValue) for \(hours(idleFor)) h"
+        var reason = "\(instance.state.rawValue) for \(duration(idleFor))"
         if idleFor > policy.deleteThreshold {
             if instance.deletionProtected {
                 reason += "; deletion protection is on: never deleted"
             } else if let createdAt = instance.createdAt {
                 let age = now.timeIntervalSince(createdAt)
-                reason += "; too young to delete: \(hours(age)) h < MIN_INSTANCE_AGE_HOURS \(hours(policy.minInstanceAge)) h"
+                reason += "; too young to delete: \(duration(age)) < MIN_INSTANCE_AGE_HOURS \(hours(policy.minInstanceAge)) h"
             } else {
                 reason += "; creation time unknown: never deleted"
             }
@@ -231,6 +231,13 @@ func percent(_ value: Double) -> String {
 
 /// Whole minutes, rounded down.
 func minutes(_ seconds: Double) -> Int { Int(max(0, seconds) / 60) }
+
+/// A duration for people: `40 min`, `24 h`, `24 h 5 min`.
+func duration(_ seconds: Double) -> String {
+    let total = minutes(seconds)
+    if total < 60 { return "\(total) min" }
+    return total % 60 == 0 ? "\(total / 60) h" : "\(total / 60) h \(total % 60) min"
+}
 
 /// Hours with one decimal: `25.3`, `24`.
 func hours(_ seconds: Double) -> String { percent(max(0, seconds) / 3600) }
