@@ -70,13 +70,13 @@ public enum CommandLineTool {
         Usage: cost-optimizer [run] [--run-once] [--dry-run]
                cost-optimizer status [--json] | check-config | demo | --help | --version
 
-        Pauses GPU instances that stay idle and deletes ones idle for a day, on Vast.ai.
+        Pauses GPU instances that stay idle and deletes ones idle for a day (Vast.ai, TensorDock, Google Compute Engine).
           run            the daemon: a cycle every CHECK_INTERVAL seconds until SIGTERM (the default)
           --run-once     one cycle, then exit (0 when it ran, 1 when no provider could be listed)
           --dry-run      decide and log, never pause or delete (same as DRY_RUN=true)
           status         one listing and one metrics pass, no action: every instance and the decision now
           check-config   print the effective configuration (secrets redacted) and test each provider
-          demo           run the real daemon against a simulated Vast.ai fleet for a simulated day
+          demo           run the real daemon against simulated fleets for a simulated day
         Configuration is read from the environment; see docs/configuration.md. Exit 78 on a configuration error.
         """
 
