@@ -11,6 +11,7 @@ public enum Demo {
         enum Listing {
             case vast(SimulatedVastInstance)
             case tensordock(SimulatedTensorDockVM)
+            case gcp(SimulatedGCEInstance)
         }
         var listing: Listing
         var story: String
@@ -21,18 +22,22 @@ public enum Demo {
             switch listing {
             case .vast(let instance): "vast/\(instance.id)"
             case .tensordock(let vm): "tensordock/\(vm.id)"
+            case .gcp(let instance): "gcp/\(instance.id)"
             }
         }
         var name: String {
             switch listing {
             case .vast(let instance): instance.label ?? String(instance.id)
             case .tensordock(let vm): vm.name
+            case .gcp(let instance): instance.name
             }
         }
-        var sshPort: Int? {
+        /// Where the fake ssh answers for it.
+        var sshAddress: (host: String?, port: Int)? {
             switch listing {
-            case .vast(let instance): instance.sshPort
-            case .tensordock(let vm): vm.sshPort
+            case .vast(let instance): instance.sshPort.map { (nil, $0) }
+            case .tensordock(let vm): vm.sshPort.map { (nil, $0) }
+            case .gcp(let instance): instance.natIP.map { ($0, 22) }
             }
         }
     }
@@ -51,15 +56,18 @@ public enum Demo {
         let machines = fleet(t0: t0)
         let vast = VastSimulator(apiKey: "demo-key")
         let tensorDock = TensorDockSimulator(bearerToken: "demo-bearer", apiKey: "demo-td-key", apiToken: "demo-td-token")
+        let gce = GCESimulator(acceptedTokens: ["demo-gce-token"])
         for machine in machines {
             switch machine.listing {
             case .vast(let instance): vast.add(instance)
             case .tensordock(let vm): tensorDock.add(vm)
+            case .gcp(let instance): gce.add(instance)
             }
         }
         let webhook = WebhookRecorder()
         let server: LoopbackHTTPServer
         let tensorDockServer: LoopbackHTTPServer
+        let gceServer: LoopbackHTTPServer
         let ssh: FakeSSHProgram
         do {
             ssh = try FakeSSHProgram(directory: directory + "/ssh")
@@ -67,6 +75,7 @@ public enum Demo {
                 request.url.path.hasPrefix("/webhook") ? await webhook.handle(request) : await vast.handle(request)
             }
             tensorDockServer = try LoopbackHTTPServer.start(handler: tensorDock.handle)
+            gceServer = try LoopbackHTTPServer.start(handler: gce.handle)
         } catch {
             print("demo: cannot start the simulation: \(error)")
             return ExitStatus.software
@@ -74,6 +83,7 @@ public enum Demo {
         defer {
             server.shutdown()
             tensorDockServer.shutdown()
+            gceServer.shutdown()
         }
 
         let environment: [String: String] = [
@@ -81,6 +91,8 @@ public enum Demo {
             "TENSORDOCK_BEARER_TOKEN": "demo-bearer", "TENSORDOCK_API_KEY": "demo-td-key",
             "TENSORDOCK_API_TOKEN": "demo-td-token", "TENSORDOCK_API_URL": tensorDockServer.baseURL.absoluteString,
             "TENSORDOCK_V0_API_URL": tensorDockServer.baseURL.absoluteString,
+            "GCP_PROJECT_ID": GCESimulator.defaultProject, "GCP_API_URL": gceServer.baseURL.absoluteString,
+            "GCP_ACCESS_TOKEN": "demo-gce-token", "GCP_SSH_USER": "demo",
             "WEBHOOK_URL": server.baseURL.absoluteString + "/webhook/T000/B000/demo",
             "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": ssh.path,
             "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
@@ -100,7 +112,7 @@ public enum Demo {
 
         print(
             """
-            cost-optimizer demo: simulated Vast.ai and TensorDock fleets on loopback, \
+            cost-optimizer demo: simulated Vast.ai, TensorDock and Google Compute Engine fleets on loopback, \
             a fake ssh answering nvidia-smi, \(Int(hours)) simulated hours, a cycle every \(Int(interval / 60)) min.
             Defaults: pause below \(Int(config.policy.pauseThresholdGPU))% for \(Int(config.policy.pauseWindow / 60)) min \
             (\(config.policy.minSamples) samples), delete after \(Int(config.policy.deleteThreshold / 3600)) h idle, \
@@ -164,6 +176,9 @@ public enum Demo {
                 pricePerHour: price, ipAddress: "127.0.0.1", sshPort: port,
                 createdAt: Date(timeIntervalSince1970: t0 - createdHoursAgo * 3600), location: "Chubbuck, Idaho, United States")
         }
+        func gceTime(hoursAgo: Double) -> String {
+            Date(timeIntervalSince1970: t0 - hoursAgo * 3600).formatted(.iso8601)
+        }
         return [
             Machine(
                 listing: .vast(vast(
@@ -204,6 +219,29 @@ public enum Demo {
                     vm("3f1c2a9e-td02", "jupyter", status: "Running", price: 0.38, createdHoursAgo: 3, port: 40012)),
                 story: "a Jupyter server nobody came back to",
                 gpus: { _ in gpus(1, "NVIDIA GeForce RTX 4090", point: 0, average: 0, max: 2, memory: 2100) }),
+            Machine(
+                listing: .gcp(
+                    SimulatedGCEInstance(
+                        id: "7300000000000000001", name: "a100-eval", zone: "us-central1-a", machineType: "a2-highgpu-1g",
+                        accelerators: [], natIP: "127.0.0.21", creationTimestamp: gceTime(hoursAgo: 30),
+                        lastStartTimestamp: gceTime(hoursAgo: 29))),
+                story: "an evaluation run that finished overnight",
+                gpus: { _ in gpus(1, "NVIDIA A100-SXM4-40GB", point: 0, average: 0, max: 0, memory: 0) }),
+            Machine(
+                listing: .gcp(
+                    SimulatedGCEInstance(
+                        id: "7300000000000000002", name: "l4-private", zone: "europe-west4-a", machineType: "g2-standard-8",
+                        accelerators: [], natIP: nil, creationTimestamp: gceTime(hoursAgo: 10),
+                        lastStartTimestamp: gceTime(hoursAgo: 10))),
+                story: "an L4 with no external IP: ssh cannot reach it",
+                gpus: { _ in [] }),
+            Machine(
+                listing: .gcp(
+                    SimulatedGCEInstance(
+                        id: "7300000000000000003", name: "web-frontend", zone: "us-central1-b", machineType: "e2-medium",
+                        accelerators: [], natIP: "127.0.0.23", creationTimestamp: gceTime(hoursAgo: 400))),
+                story: "a web server without a GPU",
+                gpus: { _ in [] }),
         ]
     }
 
@@ -215,9 +253,9 @@ public enum Demo {
             }
         }
         for machine in machines {
-            guard let port = machine.sshPort else { continue }
+            guard let address = machine.sshAddress else { continue }
             let gpus = machine.gpus(hoursSinceStart)
-            ssh.answer(port: port, with: gpus.isEmpty ? nil : SyntheticNvidiaSmi.output(gpus))
+            ssh.answer(port: address.port, host: address.host, with: gpus.isEmpty ? nil : SyntheticNvidiaSmi.output(gpus))
         }
     }
 

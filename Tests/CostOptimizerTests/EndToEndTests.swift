@@ -283,8 +283,13 @@ struct DaemonProcessTests {
         let out = String(decoding: result.stdout, as: UTF8.self)
         #expect(result.status == 0)
         #expect(out.contains("PAUSE vast/9100002 (RTX 4090): GPU avg 0% < 10% for 30 min, 7 samples"))
-        let rows = out.split(separator: "\n").filter { $0.hasPrefix("vast/") || $0.hasPrefix("tensordock/") }
-        #expect(rows.count == 8)
+        let rows = out.split(separator: "\n").filter {
+            $0.hasPrefix("vast/") || $0.hasPrefix("tensordock/") || $0.hasPrefix("gcp/")
+        }
+        #expect(rows.count == 11)
+        #expect(rows.first { $0.contains("a100-eval") }?.contains("paused at +00:30, deleted at +24:0") == true)
+        #expect(rows.first { $0.contains("l4-private") }?.contains("no ssh: no external IP") == true)
+        #expect(rows.first { $0.contains("web-frontend") }?.contains("not managed") == true)
         #expect(rows.first { $0.contains("notebook") }?.contains("paused at +00:30, deleted at +24:0") == true)
         #expect(rows.first { $0.contains("lora-sweep") }?.contains("releasing the GPU") == false)
         #expect(rows.first { $0.contains("lora-sweep") }?.contains("paused at +00:30") == true)

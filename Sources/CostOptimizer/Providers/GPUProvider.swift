@@ -12,7 +12,8 @@ public protocol GPUProvider: Sendable {
     /// Names the account in logs and errors without a secret, e.g. `vast` or `vast#2`.
     var account: String { get }
     /// Every instance of the account, GPU or not, in any state.
-    /// - Throws: `ProviderError` when the listing could not be completed; a partial listing is never returned.
+    /// - Throws: `ProviderError` when the listing could not be completed. A provider whose listing can be partial by
+    ///   design (GCE unreachable zones) also conforms to `PartialListing`, which names the parts it could not read.
     func listInstances() async throws -> [Instance]
     /// Stops the instance so its GPU is no longer billed.
     /// - Throws: `ProviderError`, including a 200 whose body says it failed.

@@ -173,8 +173,9 @@ public enum CommandLineTool {
     public static func status(config: Config, edges: Edges, json: Bool) async -> Int32 {
         let report = await statusReport(config: config, edges: edges)
         print(json ? report.json() : report.table(), terminator: json ? "\n" : "")
-        return report.errors.count == config.vastAPIKeys.count && !report.errors.isEmpty
-            ? ExitStatus.noProviderListed : ExitStatus.ok
+        let accounts = Wiring.providers(config: config, edges: edges).map(\.account)
+        let failed = Set(report.errors.map(\.provider))
+        return !accounts.isEmpty && accounts.allSatisfy(failed.contains) ? ExitStatus.noProviderListed : ExitStatus.ok
     }
 
     /// Builds the status report (shared by `status` and tests).
@@ -195,7 +196,7 @@ public enum CommandLineTool {
         let observations = listing.instances.map { Observation(instance: $0, sample: samples[$0.key]) }
         let plan = DecisionEngine(policy: config.policy).plan(
             state: state, observations: observations, now: edges.clock.now())
-        return StatusReport(plan: plan, samples: samples, errors: listing.errors)
+        return StatusReport(plan: plan, samples: samples, errors: listing.allErrors)
     }
 
     /// Prints the configuration with secrets redacted, then lists each account once.

@@ -83,7 +83,12 @@ public struct Daemon: Sendable {
         for planned in plan.decisions {
             let key = planned.instance.key
             if planned.decision.unsampled {
-                logger.warning("No GPU reading \(key) (\(planned.instance.name)): \(planned.decision.reason)")
+                // Warn when it starts, when it is notified, then hourly at the default interval: not every cycle.
+                let failures = next[key]?.failedCycles ?? 0
+                let loud = failures == 1 || planned.decision.notifyUnreachable || failures % 60 == 0
+                logger.log(
+                    loud ? .warning : .debug,
+                    "No GPU reading \(key) (\(planned.instance.name)): \(planned.decision.reason)")
             } else {
                 logger.debug("Decision \(key): \(planned.decision.action.rawValue): \(planned.decision.reason)")
             }
@@ -108,10 +113,10 @@ public struct Daemon: Sendable {
         let counts = Dictionary(grouping: listing.instances, by: \.state).mapValues(\.count)
         logger.info(
             "Cycle complete: \(counts[.running] ?? 0) running, \(counts[.paused] ?? 0) paused, "
-                + "\(listing.errors.count) errors in \(String(format: "%.1f", seconds)) s"
+                + "\(listing.allErrors.count) errors in \(String(format: "%.1f", seconds)) s"
                 + (records.isEmpty ? "" : ", \(records.count) action(s)") + (config.dryRun ? " (dry run)" : ""))
         return CycleReport(
-            state: next, plan: plan, errors: listing.errors, listedAccounts: providers.count - listing.errors.count,
+            state: next, plan: plan, errors: listing.allErrors, listedAccounts: providers.count - listing.errors.count,
             actions: records, seconds: seconds)
     }
 
@@ -121,20 +126,31 @@ public struct Daemon: Sendable {
     public struct Listing: Sendable {
         public var instances: [Instance] = []
         public var owners: [InstanceKey: any GPUProvider] = [:]
+        /// Accounts that could not be listed at all.
         public var errors: [ProviderFailure] = []
+        /// Parts of listed accounts that could not be read (GCE unreachable zones).
+        public var partialErrors: [ProviderFailure] = []
+        /// Every error of the listing, for reports.
+        public var allErrors: [ProviderFailure] { errors + partialErrors }
     }
 
     /// Lists every account concurrently; one failing never stops the others.
     public func list() async -> Listing {
-        let results = await withTaskGroup(of: (Int, Result<[Instance], any Error>).self) { group in
+        let results = await withTaskGroup(of: (Int, Result<([Instance], [String]), any Error>).self) { group in
             for (index, provider) in providers.enumerated() {
                 group.addTask {
-                    do { return (index, .success(try await provider.listInstances())) } catch {
+                    do {
+                        if let partial = provider as? any PartialListing {
+                            let (instances, gaps) = try await partial.listInstancesReportingGaps()
+                            return (index, .success((instances, gaps)))
+                        }
+                        return (index, .success((try await provider.listInstances(), [])))
+                    } catch {
                         return (index, .failure(error))
                     }
                 }
             }
-            var results: [(Int, Result<[Instance], any Error>)] = []
+            var results: [(Int, Result<([Instance], [String]), any Error>)] = []
             for await result in group { results.append(result) }
             return results.sorted { $0.0 < $1.0 }
         }
@@ -142,10 +158,17 @@ public struct Daemon: Sendable {
         for (index, result) in results {
             let provider = providers[index]
             switch result {
-            case .success(let instances):
+            case .success(let (instances, gaps)):
                 for instance in instances where listing.owners[instance.key] == nil {
                     listing.owners[instance.key] = provider
                     listing.instances.append(instance)
+                }
+                // Unread parts (GCE unreachable zones) are errors of the cycle; what was listed is still used, and
+                // nothing is concluded about what was not.
+                for gap in gaps {
+                    logger.warning("Provider error \(provider.account): \(gap) could not be listed")
+                    listing.partialErrors.append(
+                        ProviderFailure(provider: provider.account, message: "\(gap) could not be listed (unreachable)"))
                 }
             case .failure(let error):
                 logger.warning("Provider error \(provider.account): \(error)")

@@ -39,6 +39,17 @@ public enum Wiring {
             providers.append(
                 TensorDockProvider(settings: settings, transport: edges.http, clock: edges.clock, logger: edges.logger))
         }
+        if let settings = config.gcp {
+            let tokens = GCETokenSource.make(
+                settings: settings, transport: edges.http, runner: edges.runner, clock: edges.clock,
+                scratchDirectory: config.stateDirectory, logger: edges.logger)
+            for project in settings.projects {
+                providers.append(
+                    GCEProvider(
+                        project: project, settings: settings, tokens: tokens, transport: edges.http, clock: edges.clock,
+                        logger: edges.logger))
+            }
+        }
         return providers
     }
 

@@ -25,7 +25,8 @@ public struct FileStateStore: StateStore {
             throw StateStoreError.io(path: directory, detail: "cannot create the directory")
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names where name.hasPrefix(".state.json.tmp") {
+        // Temp files a crash left behind: a half-written state, or a GCE key copy from an interrupted JWT signature.
+        for name in names where name.hasPrefix(".state.json.tmp") || name.hasPrefix("gce-jwt.") {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
     }
