@@ -16,6 +16,8 @@ public struct FakeSSHProgram: Sendable {
         let script = """
             #!/bin/sh
             # cost-optimizer: a fake ssh. It ignores the options and answers with the file of host:port, else port.
+            # Every argv is appended to argv.log, one line per call, so tests can inspect what the daemon passed.
+            printf '%s\\n' "$*" >> '\(directory)/argv.log'
             port=""
             host=""
             while [ $# -gt 0 ]; do
@@ -36,6 +38,11 @@ public struct FakeSSHProgram: Sendable {
             """
         try script.write(toFile: path, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+    }
+
+    /// Every argv the script was called with, one line per call.
+    public var argvLog: String {
+        (try? String(contentsOfFile: directory + "/argv.log", encoding: .utf8)) ?? ""
     }
 
     /// Sets what the instance behind `port` (on `host`, or on any host) answers; nil makes it unreachable.

@@ -9,12 +9,15 @@ import Testing
 final class Stage: @unchecked Sendable {
     // @unchecked: written only in init, then read; the server and simulators are Sendable themselves.
     let directory: String
-    let vast = VastSimulator(apiKey: "e2e-secret-key")
+    let vast: VastSimulator
+    let apiKey: String
     let webhook = WebhookRecorder()
     let server: LoopbackHTTPServer
     let ssh: FakeSSHProgram
 
-    init() throws {
+    init(apiKey: String = "e2e-secret-key") throws {
+        self.apiKey = apiKey
+        vast = VastSimulator(apiKey: apiKey)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("co-e2e-\(UUID().uuidString)").path
         ssh = try FakeSSHProgram(directory: directory + "/ssh")
         let vast = self.vast
@@ -47,7 +50,7 @@ final class Stage: @unchecked Sendable {
     var environment: [String: String] {
         [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "VAST_API_KEY": "e2e-secret-key", "VAST_API_URL": server.baseURL.absoluteString,
+            "VAST_API_KEY": apiKey, "VAST_API_URL": server.baseURL.absoluteString,
             "WEBHOOK_URL": server.baseURL.absoluteString + "/hooks/T0/B0/e2e-webhook-secret",
             "PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1", "STATE_DIR": directory + "/state",
             "SSH_COMMAND": ssh.path, "LOG_LEVEL": "debug",
