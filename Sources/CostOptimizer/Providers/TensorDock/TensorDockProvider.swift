@@ -154,7 +154,7 @@ public struct TensorDockProvider: GPUProvider {
             providerStatus: TensorDockStatus.describe(dto.status.map { String($0.prefix(100)) }),
             gpuModel: dto.gpus?.model,
             gpuCount: dto.gpus?.count,
-            hourlyCostUSD: dto.pricePerHour.flatMap { $0 >= 0 ? $0 : nil },
+            hourlyCostUSD: dto.pricePerHour.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil },
             createdAt: dto.createdAt,
             labels: name.map { [$0] } ?? [],
             ssh: ssh,

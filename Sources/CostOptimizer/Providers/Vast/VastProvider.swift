@@ -132,7 +132,7 @@ public struct VastProvider: GPUProvider {
                 actualStatus: dto.actualStatus, intendedStatus: dto.intendedStatus, curState: dto.curState),
             gpuModel: dto.gpuName.flatMap { $0.trimmed.isEmpty ? nil : $0.trimmed },
             gpuCount: dto.numGPUs,
-            hourlyCostUSD: dto.dphTotal,
+            hourlyCostUSD: dto.dphTotal.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil },
             createdAt: dto.startDate.flatMap { $0 > 0 ? Date(timeIntervalSince1970: $0) : nil },
             labels: label.map { [$0] } ?? [],
             ssh: Self.sshEndpoint(dto),
