@@ -2,7 +2,16 @@ import CostOptimizer
 import CostOptimizerCore
 import CostOptimizerSimulation
 import Foundation
+import Synchronization
 import Testing
+
+/// Switches a test flips while the server runs.
+final class StageControl: Sendable {
+    /// Seconds every PUT waits before the simulator sees it.
+    let putDelay = Atomic<Int>(0)
+    /// PUTs that reached the server (before their delay).
+    let putsStarted = Atomic<Int>(0)
+}
 
 /// The built `cost-optimizer` executable against the loopback Vast server, a fake ssh program and a webhook
 /// recorder: real HTTP, real child processes, real state files.
@@ -14,6 +23,7 @@ final class Stage: @unchecked Sendable {
     let webhook = WebhookRecorder()
     let server: LoopbackHTTPServer
     let ssh: FakeSSHProgram
+    let control = StageControl()
 
     init(apiKey: String = "e2e-secret-key") throws {
         self.apiKey = apiKey
@@ -22,8 +32,15 @@ final class Stage: @unchecked Sendable {
         ssh = try FakeSSHProgram(directory: directory + "/ssh")
         let vast = self.vast
         let webhook = self.webhook
+        let control = self.control
         server = try LoopbackHTTPServer.start { request in
-            request.url.path.hasPrefix("/hooks") ? await webhook.handle(request) : await vast.handle(request)
+            if request.url.path.hasPrefix("/hooks") { return await webhook.handle(request) }
+            if request.method == "PUT" {
+                control.putsStarted.add(1, ordering: .relaxed)
+                let delay = control.putDelay.load(ordering: .relaxed)
+                if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000_000) }
+            }
+            return await vast.handle(request)
         }
     }
 
@@ -248,6 +265,31 @@ struct DaemonProcessTests {
         #expect(process.terminationStatus == 0)
         #expect(text.contains("Daemon stopped: state saved"))
         #expect(FileManager.default.fileExists(atPath: stage.directory + "/state/state.json"))
+    }
+
+    @Test("SIGTERM during a slow stop: the stop in flight finishes and is journaled, then exit 0")
+    func sigtermDuringSlowStop() async throws {
+        let stage = try Stage()
+        stage.addRunning(id: 511, label: nil, port: 41051, utilization: 0)
+        stage.control.putDelay.store(3, ordering: .relaxed)
+        let process = Process()
+        process.executableURL = Stage.executable
+        process.arguments = ["run"]
+        process.environment = stage.environment.merging(["CHECK_INTERVAL": "1"]) { $1 }
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<400 where stage.control.putsStarted.load(ordering: .relaxed) == 0 {
+            try await Task.sleep(nanoseconds: 25_000_000)
+        }
+        #expect(stage.control.putsStarted.load(ordering: .relaxed) == 1)
+        process.terminate()  // SIGTERM while the PUT is in flight
+        for _ in 0..<400 where process.isRunning { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(stage.vast.instances.first?.actualStatus == "stopped")
+        let journal = try String(contentsOfFile: stage.directory + "/state/actions.jsonl", encoding: .utf8)
+        #expect(journal.contains(#""result":"ok""#))
+        #expect(stage.control.putsStarted.load(ordering: .relaxed) == 1)
     }
 
     @Test("under journald (JOURNAL_STREAM names stderr) each line starts with its syslog priority")
