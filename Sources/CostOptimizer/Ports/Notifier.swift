@@ -8,6 +8,12 @@ public enum NotificationKind: String, Codable, Sendable {
     case actionFailed = "action_failed"
     case sshUnreachable = "ssh_unreachable"
     case providerError = "provider_error"
+    /// A breaker withheld every action of one kind this cycle.
+    case breakerTripped = "breaker_tripped"
+    /// An instance will be deleted soon unless someone acts.
+    case deleteNotice = "delete_notice"
+    /// A running instance the daemon has not been able to sample for an hour: it cannot protect the money there.
+    case unmonitored
 }
 
 /// One notification: a line for a person (`text`) and the structured fields.
