@@ -1,3 +1,4 @@
+import CostOptimizer
 import CostOptimizerCore
 import Foundation
 import Testing
@@ -98,6 +99,48 @@ struct SystemdUnitTests {
         #expect(values("Unit", "StartLimitBurst").count == 1)
         #expect(values("Unit", "StartLimitIntervalSec").count == 1)
         #expect(values("Service", "StartLimitBurst").isEmpty && values("Service", "StartLimitIntervalSec").isEmpty)
+    }
+
+    @Test("the unit is Type=notify, accepts notifications from the main process only, and sets a watchdog")
+    func notifyAndWatchdog() throws {
+        let entries = Self.parseUnit(try String(contentsOfFile: Self.unitPath, encoding: .utf8))
+        func values(_ key: String) -> [String] {
+            entries.filter { $0.section == "Service" && $0.key == key }.map(\.value)
+        }
+        #expect(values("Type") == ["notify"])
+        #expect(values("NotifyAccess") == ["main"])
+        let watchdog = try #require(values("WatchdogSec").first, "the unit has no WatchdogSec=")
+        #expect(values("WatchdogSec").count == 1)
+        let seconds = try #require(Self.seconds(watchdog), "WatchdogSec=\(watchdog) is not a number of s or min")
+        // Above the longest step that still progresses: a GCE operation wait alone is 300 s.
+        #expect(seconds > GCEProvider.operationTimeout, "WatchdogSec=\(watchdog) would kill a GCE stop in progress")
+        #expect(seconds <= 3600, "WatchdogSec=\(watchdog): a hung daemon would go unnoticed for too long")
+        // READY=1 needs AF_UNIX for the notification socket.
+        #expect(values("RestrictAddressFamilies").first?.split(separator: " ").contains("AF_UNIX") == true)
+    }
+
+    @Test("every secret and the ssh key is an optional credential: a relative source, looked up in the credstore")
+    func credentials() throws {
+        let entries = Self.parseUnit(try String(contentsOfFile: Self.unitPath, encoding: .utf8))
+        let lines = entries.filter { $0.section == "Service" && $0.key == "LoadCredential" }.map(\.value)
+        var sources: [String: String] = [:]
+        for line in lines {
+            let parts = line.split(separator: ":", maxSplits: 1).map(String.init)
+            #expect(parts.count == 2, "LoadCredential=\(line) should be id:source")
+            guard parts.count == 2 else { continue }
+            #expect(sources[parts[0]] == nil, "LoadCredential= for \(parts[0]) appears twice")
+            sources[parts[0]] = parts[1]
+        }
+        let expected = Set(Secrets.names.map { $0.lowercased() } + ["ssh_key"])
+        #expect(Set(sources.keys) == expected)
+        for (id, source) in sources {
+            // systemd 252 skips a missing relative source but fails the start on a missing absolute one.
+            #expect(!source.contains("/"), "LoadCredential=\(id):\(source) must be a relative credstore name")
+            #expect(source == "cost-optimizer." + id)
+        }
+        // Added in systemd 254: systemd 252 (Debian 12) ignores it with a warning.
+        #expect(entries.allSatisfy { $0.key != "ImportCredential" })
+        #expect(entries.allSatisfy { $0.key != "SetCredential" }, "SetCredential= values are readable through IPC")
     }
 
     // MARK: - The env example
@@ -268,6 +311,17 @@ struct SystemdUnitTests {
                 return nil
             }
             return (String(name), String(body[body.index(after: equals)...]))
+        }
+    }
+
+    /// Seconds in a systemd time span made of one number with an optional `s`, `sec`, `min` or `m` suffix.
+    static func seconds(_ span: String) -> Double? {
+        let digits = span.prefix { $0.isNumber }
+        guard let value = Double(digits) else { return nil }
+        switch span.dropFirst(digits.count) {
+        case "", "s", "sec": return value
+        case "min", "m": return value * 60
+        default: return nil
         }
     }
 

@@ -5,8 +5,9 @@ import Foundation
 import Glibc
 #endif
 
-/// `STATE_DIR/state.json` (temp file, fsync, rename, fsync of the directory; mode 0600) and
-/// `STATE_DIR/actions.jsonl` (one `write` per record, then fsync).
+/// `STATE_DIR/state.json` (temp file, fsync, rename, fsync of the directory) and `STATE_DIR/actions.jsonl` (one
+/// `write` per record, then fsync). Both files are mode 0600 whatever the umask (opened with mode 0600, then
+/// `fchmod`); a directory it creates is mode 0700.
 public struct FileStateStore: StateStore {
     public let directory: String
     let logger: Logger
@@ -14,20 +15,49 @@ public struct FileStateStore: StateStore {
     public var statePath: String { directory + "/state.json" }
     public var journalPath: String { directory + "/actions.jsonl" }
 
-    /// Creates the directory (0700) if needed and removes temp files a crash left behind.
+    /// Names of the temp files a crash can leave behind in `STATE_DIR`: a half-written state, or a GCE key copy from
+    /// an interrupted JWT signature.
+    static let staleFilePrefixes = [".state.json.tmp", "gce-jwt."]
+
+    /// Creates the directory (0700, and any missing parent) if needed and removes temp files a crash left behind.
+    ///
+    /// The temp files are removed only by the process that holds, or can take, the `StateLock` of the directory:
+    /// `cost-optimizer status` run beside the daemon must not delete the daemon's temp file between its write and
+    /// its rename. Take the `StateLock` first, then create the store.
+    /// - Throws: `StateStoreError.io` when the directory cannot be created.
     public init(directory: String, logger: Logger) throws {
         self.directory = directory
         self.logger = logger
         do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try PrivateDirectory.create(directory)
         } catch {
-            throw StateStoreError.io(path: directory, detail: "cannot create the directory")
+            throw StateStoreError.io(path: error.path, detail: "cannot create the directory: \(error.detail)")
         }
+        var info = stat()
+        if stat(directory, &info) == 0, info.st_mode & 0o077 != 0 {
+            logger.warning(
+                "STATE_DIR=\(directory) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8))); "
+                    + "its files stay 0600, but run chmod 700 on it")
+        }
+        if StateLock.isHeldInThisProcess(directory: directory) {
+            removeStaleFiles()
+        } else if let probe = try? StateLock(directory: directory) {
+            removeStaleFiles()
+            probe.release()
+        } else {
+            logger.debug("Leftover temp files in \(directory) not checked: another process holds its lock")
+        }
+    }
+
+    private func removeStaleFiles() {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        // Temp files a crash left behind: a half-written state, or a GCE key copy from an interrupted JWT signature.
-        for name in names where name.hasPrefix(".state.json.tmp") || name.hasPrefix("gce-jwt.") {
-            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        for name in names where FileStateStore.staleFilePrefixes.contains(where: name.hasPrefix) {
+            do {
+                try FileManager.default.removeItem(atPath: directory + "/" + name)
+                logger.info("Removed a temp file left by an interrupted run: \(directory)/\(name)")
+            } catch {
+                logger.warning("Cannot remove a temp file left by an interrupted run: \(directory)/\(name): \(error)")
+            }
         }
     }
 
@@ -53,7 +83,8 @@ public struct FileStateStore: StateStore {
             throw StateStoreError.io(path: statePath, detail: "cannot encode the state")
         }
         let temp = directory + "/.state.json.tmp-\(getpid())"
-        try writeDurably(data, to: temp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        unlink(temp)
+        try writeDurably(data, to: temp, flags: O_WRONLY | O_CREAT | O_EXCL)
         guard rename(temp, statePath) == 0 else {
             let detail = String(cString: strerror(errno))
             unlink(temp)
@@ -62,13 +93,72 @@ public struct FileStateStore: StateStore {
         syncDirectory()
     }
 
+    /// Appends `record` as one line with one `write`, then fsyncs. A line left without its newline by a crash is
+    /// first closed with one, so that it stays a torn line of its own instead of spoiling this record.
     public func append(_ record: JournalRecord) throws {
         var data: Data
         do { data = try FileStateStore.lineEncoder.encode(record) } catch {
             throw StateStoreError.io(path: journalPath, detail: "cannot encode the record")
         }
         data.append(UInt8(ascii: "\n"))
-        try writeDurably(data, to: journalPath, flags: O_WRONLY | O_CREAT | O_APPEND)
+        try writeDurably(data, to: journalPath, flags: O_RDWR | O_CREAT | O_APPEND)
+    }
+
+    /// The journal's intents with no later record of the same `action_id` (see `StateStore.unresolvedIntents()`).
+    ///
+    /// A line that is not a whole record is a write a crash cut short: skipped. A whole JSON object that claims to
+    /// be an intent (`"result":"intent"` with an `action_id`) but does not decode throws instead: an unknown outcome
+    /// must not be ignored.
+    public func unresolvedIntents() throws -> [JournalRecord] {
+        guard let data = try readJournal() else { return [] }
+        var records: [JournalRecord] = []
+        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() where !line.isEmpty {
+            let bytes = Data(line)
+            if let record = try? FileStateStore.decoder.decode(JournalRecord.self, from: bytes) {
+                records.append(record)
+            } else if let link = try? FileStateStore.decoder.decode(IntentLink.self, from: bytes),
+                link.result == JournalResult.intent, link.actionID != nil
+            {
+                throw StateStoreError.undecodableIntent(path: journalPath, line: index + 1)
+            } else if index < lines.count - 1 {
+                logger.warning(
+                    "Journal line \(index + 1) of \(journalPath) is not a record (a write cut short?): skipped")
+            }
+        }
+        return JournalRecord.unresolvedIntents(records)
+    }
+
+    /// The journal's bytes; nil when there is no journal yet.
+    private func readJournal() throws -> Data? {
+        let fd = open(journalPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return data }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
+            }
+            data.append(contentsOf: buffer[0..<count])
+        }
+    }
+
+    /// The two fields that make a journal line an intent.
+    private struct IntentLink: Decodable {
+        var result: String?
+        var actionID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case result
+            case actionID = "action_id"
+        }
     }
 
     /// Reads every journal record (for tests and `status`); unreadable lines are skipped.
@@ -79,15 +169,33 @@ public struct FileStateStore: StateStore {
         }
     }
 
+    /// Opens `path` with mode 0600 (`O_CLOEXEC | O_NOFOLLOW`), forces 0600 with `fchmod` (an older file, an odd
+    /// umask), writes `data` with one `write`, and fsyncs; the directory is fsynced too when the file was new. With
+    /// `O_APPEND`, a previous line left without its newline is closed first.
     private func writeDurably(_ data: Data, to path: String, flags: Int32) throws {
-        let fd = open(path, flags | O_CLOEXEC, 0o600)
+        let fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StateStoreError.io(path: path, detail: String(cString: strerror(errno))) }
         defer { close(fd) }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == data.count else {
+        guard fchmod(fd, 0o600) == 0 else {
+            throw StateStoreError.io(path: path, detail: "cannot set mode 0600: " + String(cString: strerror(errno)))
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw StateStoreError.io(path: path, detail: String(cString: strerror(errno)))
+        }
+        var bytes = data
+        if flags & O_APPEND != 0, info.st_size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, info.st_size - 1) == 1, last != UInt8(ascii: "\n") {
+                bytes.insert(UInt8(ascii: "\n"), at: bytes.startIndex)
+            }
+        }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else {
             throw StateStoreError.io(path: path, detail: written < 0 ? String(cString: strerror(errno)) : "short write")
         }
         guard fsync(fd) == 0 else { throw StateStoreError.io(path: path, detail: String(cString: strerror(errno))) }
+        if info.st_size == 0 && flags & O_APPEND != 0 { syncDirectory() }
     }
 
     private func syncDirectory() {

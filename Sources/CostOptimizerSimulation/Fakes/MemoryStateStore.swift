@@ -2,11 +2,23 @@ import CostOptimizer
 import CostOptimizerCore
 import Synchronization
 
-/// Keeps the state and the journal in memory and counts saves.
+/// Keeps the state and the journal in memory and counts saves; appends can be made to fail.
 public final class MemoryStateStore: StateStore, Sendable {
-    private let storage = Mutex<(state: FleetState?, journal: [JournalRecord], saves: Int)>((nil, [], 0))
+    private struct Storage {
+        var state: FleetState?
+        var journal: [JournalRecord] = []
+        var saves = 0
+        var appendError: StateStoreError?
+    }
 
-    public init(state: FleetState? = nil) { storage.withLock { $0.state = state } }
+    private let storage = Mutex<Storage>(Storage())
+
+    public init(state: FleetState? = nil, journal: [JournalRecord] = []) {
+        storage.withLock {
+            $0.state = state
+            $0.journal = journal
+        }
+    }
 
     public func load() throws -> FleetState? { storage.withLock { $0.state } }
     public func save(_ state: FleetState) throws {
@@ -15,7 +27,20 @@ public final class MemoryStateStore: StateStore, Sendable {
             $0.saves += 1
         }
     }
-    public func append(_ record: JournalRecord) throws { storage.withLock { $0.journal.append(record) } }
+    /// Records `record`, or throws the error set with `failAppends(with:)` and records nothing.
+    public func append(_ record: JournalRecord) throws {
+        try storage.withLock { storage throws(StateStoreError) in
+            if let error = storage.appendError { throw error }
+            storage.journal.append(record)
+        }
+    }
+    /// The recorded intents no later record of the same `actionID` closes.
+    public func unresolvedIntents() throws -> [JournalRecord] {
+        JournalRecord.unresolvedIntents(storage.withLock { $0.journal })
+    }
+
+    /// Makes every later `append` throw `error` (a full disk, a failed fsync); nil makes them succeed again.
+    public func failAppends(with error: StateStoreError?) { storage.withLock { $0.appendError = error } }
 
     /// Every record appended, in order.
     public var journal: [JournalRecord] { storage.withLock { $0.journal } }
