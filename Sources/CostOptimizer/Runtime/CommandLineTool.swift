@@ -14,6 +14,8 @@ public enum ExitStatus {
     public static let usage: Int32 = 64
     /// EX_SOFTWARE: an unexpected internal failure (the state directory, say).
     public static let software: Int32 = 70
+    /// EX_TEMPFAIL: another daemon holds the state directory's lock; systemd may retry within its start limit.
+    public static let locked: Int32 = 75
     /// EX_CONFIG: systemd's `RestartPreventExitStatus=78` stops a restart loop on it.
     public static let config: Int32 = 78
 }
@@ -104,6 +106,12 @@ public enum CommandLineTool {
         do {
             var environment = try Secrets.resolve(environment)
             if invocation.dryRun { environment["DRY_RUN"] = "true" }
+            // systemd's LoadCredential=ssh_key is used when no SSH_KEY_PATH is set.
+            if environment["SSH_KEY_PATH"]?.isEmpty ?? true, let credentials = environment["CREDENTIALS_DIRECTORY"],
+                FileManager.default.fileExists(atPath: credentials + "/ssh_key")
+            {
+                environment["SSH_KEY_PATH"] = credentials + "/ssh_key"
+            }
             config = try Config.parse(environment: environment)
             try checkFiles(config, environment: environment)
         } catch {
@@ -119,7 +127,14 @@ public enum CommandLineTool {
         case .checkConfig:
             return await checkConfig(config: config, edges: edges)
         default:
-            return await run(config: config, edges: edges, once: invocation.runOnce)
+            let service: any ServiceNotifier
+            do {
+                service = try SystemdNotifier(environment: environment, logger: logger) ?? NoServiceNotifier()
+            } catch {
+                printError("cost-optimizer: \(error)")
+                return ExitStatus.config
+            }
+            return await run(config: config, edges: edges, once: invocation.runOnce, service: service)
         }
     }
 
@@ -146,9 +161,18 @@ public enum CommandLineTool {
     }
 
     /// The daemon loop, or one cycle.
-    public static func run(config: Config, edges: Edges, once: Bool) async -> Int32 {
+    public static func run(
+        config: Config, edges: Edges, once: Bool, service: any ServiceNotifier = NoServiceNotifier()
+    ) async -> Int32 {
+        // One daemon per STATE_DIR, taken before anything reads or writes there; held until this returns.
+        let lock: StateLock
+        do { lock = try StateLock(directory: config.stateDirectory) } catch {
+            printError("cost-optimizer: \(error)")
+            return ExitStatus.locked
+        }
+        defer { lock.release() }
         let daemon: Daemon
-        do { daemon = try Wiring.daemon(config: config, edges: edges) } catch {
+        do { daemon = try Wiring.daemon(config: config, edges: edges, service: service) } catch {
             edges.logger.error("Cannot start: \(error)")
             return ExitStatus.software
         }
@@ -269,4 +293,5 @@ struct ReadOnlyStore: StateStore {
     func load() throws -> FleetState? { nil }
     func save(_ state: FleetState) throws {}
     func append(_ record: JournalRecord) throws {}
+    func unresolvedIntents() throws -> [JournalRecord] { [] }
 }

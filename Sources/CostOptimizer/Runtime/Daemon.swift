@@ -28,11 +28,16 @@ public struct Daemon: Sendable {
     public let clock: any WallClock
     public let logger: Logger
     public let shutdown: ShutdownSignal
+    /// systemd's notification socket (`READY`, `STATUS`, `WATCHDOG`, `STOPPING`), or nothing.
+    public let service: any ServiceNotifier
+    /// The kill switch files.
+    public let hold: HoldSwitch
     let engine: DecisionEngine
 
     public init(
         config: Config, providers: [any GPUProvider], sampler: any GPUSampling, store: any StateStore,
-        notifier: any Notifier, clock: any WallClock, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal()
+        notifier: any Notifier, clock: any WallClock, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal(),
+        service: any ServiceNotifier = NoServiceNotifier(), hold: HoldSwitch? = nil
     ) {
         self.config = config
         self.providers = providers
@@ -42,6 +47,8 @@ public struct Daemon: Sendable {
         self.clock = clock
         self.logger = logger
         self.shutdown = shutdown
+        self.service = service
+        self.hold = hold ?? HoldSwitch(stateDirectory: config.stateDirectory)
         self.engine = DecisionEngine(policy: config.policy)
     }
 
@@ -53,16 +60,21 @@ public struct Daemon: Sendable {
         logger.info(
             "Daemon started: \(providers.count) account(s), every \(Int(config.checkInterval)) s"
                 + (config.dryRun ? ", DRY RUN: no instance will be paused or deleted" : ""))
+        _ = service.ready()
         while !shutdown.isRequested {
             let report = await tick(state: state)
             state = report.state
+            // Ping from loop progress only: a hung cycle never reaches here, and systemd restarts the service.
+            let slice = min(1, (service.watchdogInterval ?? 2) / 2)
             var waited = 0.0
             while waited < config.checkInterval && !shutdown.isRequested {
-                let slice = min(1, config.checkInterval - waited)
-                try? await clock.sleep(seconds: slice)
-                waited += slice
+                let step = min(slice, config.checkInterval - waited)
+                try? await clock.sleep(seconds: step)
+                waited += step
+                if service.watchdogInterval != nil { _ = service.watchdog() }
             }
         }
+        _ = service.stopping()
         try store.save(state)
         logger.info("Daemon stopped: state saved")
     }
@@ -76,9 +88,13 @@ public struct Daemon: Sendable {
     public func tick(state: FleetState) async -> CycleReport {
         let started = clock.now()
         let listing = await list()
+        pingWatchdog()
+        let blocked = reconcile(listing)
         var plan = await observeAndPlan(state: state, listing: listing, now: started)
+        pingWatchdog()
         var next = plan.nextState
         next = await reportProviderHealth(listing, state: next)
+        let holdFile = hold.activePath()
         var records: [JournalRecord] = []
         for planned in plan.decisions {
             let key = planned.instance.key
@@ -100,27 +116,77 @@ public struct Daemon: Sendable {
                 logger.info("Action skipped \(key): stopping")
                 continue
             }
+            if let holdFile {
+                logger.info("Action held \(key): hold file \(holdFile) present: \(planned.decision.reason)")
+                continue
+            }
+            if let reason = blocked[key] {
+                logger.error("Action skipped \(key): \(reason)")
+                continue
+            }
             guard let provider = listing.owners[key] else { continue }
             if let record = await act(planned, provider: provider, state: &next) { records.append(record) }
+            pingWatchdog()
         }
         do {
             try store.save(next)
         } catch {
             logger.error("State not saved: \(error)")
         }
+        pingWatchdog()
         plan.nextState = next
         let seconds = clock.now().timeIntervalSince(started)
         let counts = Dictionary(grouping: listing.instances, by: \.state).mapValues(\.count)
-        logger.info(
+        let summary =
             "Cycle complete: \(counts[.running] ?? 0) running, \(counts[.paused] ?? 0) paused, "
-                + "\(listing.allErrors.count) errors in \(String(format: "%.1f", seconds)) s"
-                + (records.isEmpty ? "" : ", \(records.count) action(s)") + (config.dryRun ? " (dry run)" : ""))
+            + "\(listing.allErrors.count) errors in \(String(format: "%.1f", seconds)) s"
+            + (records.isEmpty ? "" : ", \(records.count) action(s)") + (config.dryRun ? " (dry run)" : "")
+            + (holdFile.map { " (hold: \($0) present, acting on nothing)" } ?? "")
+        logger.info(summary)
+        _ = service.status(summary)
         return CycleReport(
             state: next, plan: plan, errors: listing.allErrors, listedAccounts: providers.count - listing.errors.count,
             actions: records, seconds: seconds)
     }
 
     // MARK: - Steps
+
+    private func pingWatchdog() {
+        if service.watchdogInterval != nil { _ = service.watchdog() }
+    }
+
+    /// Closes every intent a crash left open by what this listing shows, before anything acts; never repeats a call.
+    ///
+    /// - Returns: the instances that must not be acted on this cycle, with the reason: their provider could not be
+    ///   listed, so the outcome of the interrupted call is still unknown; or the journal could not be read.
+    func reconcile(_ listing: Listing) -> [InstanceKey: String] {
+        let intents: [JournalRecord]
+        do { intents = try store.unresolvedIntents() } catch {
+            logger.error("Journal unreadable, acting on nothing this cycle: \(error)")
+            return Dictionary(uniqueKeysWithValues: listing.instances.map { ($0.key, "journal unreadable") })
+        }
+        var blocked: [InstanceKey: String] = [:]
+        let listed = Set(listing.instances.map(\.key))
+        let failedProviders = Set(
+            listing.errors.compactMap { failure in providers.first { $0.account == failure.provider }?.name })
+        for intent in intents {
+            guard let provider = ProviderName(rawValue: intent.provider) else { continue }
+            let key = InstanceKey(provider: provider, id: intent.id)
+            if failedProviders.contains(provider) {
+                blocked[key] = "an interrupted \(intent.action.rawValue) is not reconciled yet (provider not listed)"
+                continue
+            }
+            let found = listing.instances.first { $0.key == key }
+            let outcome = listed.contains(key) ? "found \(found?.state.rawValue ?? "listed") after restart" : "gone"
+            logger.warning("Interrupted \(intent.action.rawValue) reconciled \(key): \(outcome)")
+            do {
+                try store.append(intent.resolution(JournalResult.reconciled, at: clock.now(), error: outcome))
+            } catch {
+                blocked[key] = "an interrupted \(intent.action.rawValue) could not be reconciled: \(error)"
+            }
+        }
+        return blocked
+    }
 
     /// Every account's instances, who owns each, and the accounts that failed.
     public struct Listing: Sendable {
@@ -218,6 +284,14 @@ public struct Daemon: Sendable {
             await notifier.notify(actionEvent(planned, dryRun: true))
             return record
         }
+        // The intent is durable before the call, or there is no call: a crash in between is reconciled at start.
+        let intent = JournalRecord.intent(
+            time: now, provider: instance.key.provider.rawValue, id: instance.key.id, name: instance.name,
+            action: action, reason: planned.decision.reason, dryRun: false)
+        do { try store.append(intent) } catch {
+            logger.error("Action skipped \(instance.key): the journal cannot be written: \(error)")
+            return nil
+        }
         do {
             if action == .pause {
                 try await provider.pause(instance)
@@ -225,14 +299,14 @@ public struct Daemon: Sendable {
                 try await provider.delete(instance)
             }
             logger.info("\(verb) \(line)")
-            let record = journalRecord(planned, now: now, result: "ok", error: nil)
+            let record = intent.resolution(JournalResult.ok, at: clock.now())
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: true)
             await notifier.notify(actionEvent(planned, dryRun: false))
             return record
         } catch {
             logger.error("Action failed \(verb) \(instance.key): \(error)")
-            let record = journalRecord(planned, now: now, result: "failed", error: "\(error)")
+            let record = intent.resolution(JournalResult.failed, at: clock.now(), error: "\(error)")
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: false)
             await notifier.notify(

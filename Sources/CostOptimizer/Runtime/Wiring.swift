@@ -68,13 +68,15 @@ public enum Wiring {
 
     /// The whole daemon.
     /// - Throws: `StateStoreError` when the state directory cannot be created.
-    public static func daemon(config: Config, edges: Edges, store: (any StateStore)? = nil) throws -> Daemon {
+    public static func daemon(
+        config: Config, edges: Edges, store: (any StateStore)? = nil, service: any ServiceNotifier = NoServiceNotifier()
+    ) throws -> Daemon {
         Daemon(
             config: config, providers: providers(config: config, edges: edges),
             sampler: sampler(config: config, edges: edges),
             store: try store ?? FileStateStore(directory: config.stateDirectory, logger: edges.logger),
             notifier: notifier(config: config, edges: edges), clock: edges.clock, logger: edges.logger,
-            shutdown: edges.shutdown)
+            shutdown: edges.shutdown, service: service)
     }
 }
 
