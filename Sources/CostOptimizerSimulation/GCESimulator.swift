@@ -24,7 +24,8 @@ import Synchronization
 /// `GET /computeMetadata/v1/instance/service-accounts/default/token` (requires `Metadata-Flavor: Google`); both issue
 /// a new token, accepted from then on.
 ///
-/// Every request is recorded first; scripted faults are answered next; then compute paths check
+/// Every request is recorded first; scripted faults are answered next (or, with `afterApplying`, after the request
+/// took effect: a stop or delete then starts its operation but the caller gets the fault); then compute paths check
 /// `Authorization: Bearer <token>` against the accepted tokens (401 in Google's envelope otherwise).
 public final class GCESimulator: Sendable {
     /// The project of `SimulatedGCEInstance`'s default.
@@ -37,6 +38,7 @@ public final class GCESimulator: Sendable {
         var pathPrefix: String
         var response: HTTPResponse
         var remaining: Int
+        var afterApplying: Bool
     }
 
     private struct OperationFailure {
@@ -182,10 +184,19 @@ public final class GCESimulator: Sendable {
     // MARK: - Faults and the request log
 
     /// Answers the next `times` requests whose method matches (`*` for any) and whose path starts with `pathPrefix`
-    /// with `response`, before any normal handling (authentication included). Faults are matched in the order added.
-    public func enqueueFault(method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1) {
+    /// with `response`. Faults are matched in the order added.
+    ///
+    /// - Parameter afterApplying: false (the default) answers before any normal handling, authentication included,
+    ///   so the request changes nothing (a refusal such as a 429). True handles the request normally first, so a stop
+    ///   or delete takes effect, and then answers `response` instead of the real answer: a gateway timeout (504) or
+    ///   a 500 that comes after the provider applied the call.
+    public func enqueueFault(
+        method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
+    ) {
         guard times > 0 else { return }
-        let fault = Fault(method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times)
+        let fault = Fault(
+            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
+            afterApplying: afterApplying)
         state.withLock { $0.faults.append(fault) }
     }
 
@@ -215,7 +226,7 @@ public final class GCESimulator: Sendable {
     /// Answers one request as Google would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> HTTPResponse? in
+        let fault = state.withLock { state -> Fault? in
             state.requests.append(recorded)
             let method = recorded.method.uppercased()
             guard
@@ -224,11 +235,17 @@ public final class GCESimulator: Sendable {
                 })
             else { return nil }
             state.faults[index].remaining -= 1
-            let response = state.faults[index].response
-            if state.faults[index].remaining <= 0 { state.faults.remove(at: index) }
-            return response
+            let fault = state.faults[index]
+            if fault.remaining <= 0 { state.faults.remove(at: index) }
+            return fault
         }
-        if let fault { return fault }
+        if let fault, !fault.afterApplying { return fault.response }
+        let response = route(recorded)
+        return fault?.response ?? response
+    }
+
+    /// The normal answer to a request, after the faults.
+    private func route(_ recorded: RecordedRequest) -> HTTPResponse {
         let segments = recorded.path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
         let method = recorded.method.uppercased()
         if segments == ["token"] {

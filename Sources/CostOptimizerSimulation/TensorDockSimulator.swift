@@ -14,7 +14,8 @@ import Synchronization
 ///   "Machine is already terminated".
 ///
 /// Every request is recorded first; scripted faults are answered next (`enqueueFault`, with `v0Failure` and
-/// `nonJSON` for v0's two failure shapes); then the credentials are checked. Use `handle` as a `LoopbackHTTPServer`
+/// `nonJSON` for v0's two failure shapes; with `afterApplying`, after the request took effect); then the credentials
+/// are checked. Every change a request made is listed in `appliedActions`. Use `handle` as a `LoopbackHTTPServer`
 /// handler or as a `FakeHTTPTransport` handler. A stop, start or delete takes effect at once (no `stopping` phase).
 public final class TensorDockSimulator: Sendable {
     /// Where v2 puts the instance array (the two documented examples disagree).
@@ -38,6 +39,7 @@ public final class TensorDockSimulator: Sendable {
         var pathPrefix: String
         var response: HTTPResponse
         var remaining: Int
+        var afterApplying: Bool
     }
 
     private struct State {
@@ -45,6 +47,7 @@ public final class TensorDockSimulator: Sendable {
         var terminated: Set<String> = []
         var faults: [Fault] = []
         var requests: [RecordedRequest] = []
+        var applied: [String] = []
         var v2Envelope: V2Envelope
         var v2Attributes: V2Attributes
         var v2StopReleasesGPU: Bool
@@ -131,10 +134,19 @@ public final class TensorDockSimulator: Sendable {
     // MARK: - Faults and the request log
 
     /// Answers the next `times` requests whose method matches (`*` for any) and whose path starts with `pathPrefix`
-    /// with `response`, before any normal handling (authentication included). Faults are matched in the order added.
-    public func enqueueFault(method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1) {
+    /// with `response`. Faults are matched in the order added.
+    ///
+    /// - Parameter afterApplying: false (the default) answers before any normal handling, authentication included,
+    ///   so the request changes nothing (a refusal such as a 429). True handles the request normally first, so a stop
+    ///   or delete takes effect, and then answers `response` instead of the real answer: a gateway timeout (504) or
+    ///   a 500 that comes after the provider applied the call.
+    public func enqueueFault(
+        method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
+    ) {
         guard times > 0 else { return }
-        let fault = Fault(method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times)
+        let fault = Fault(
+            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
+            afterApplying: afterApplying)
         state.withLock { $0.faults.append(fault) }
     }
 
@@ -150,6 +162,11 @@ public final class TensorDockSimulator: Sendable {
 
     /// Every request received, faulted ones included, in order.
     public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+
+    /// Every change made through the API, in order: `v2 stop <id>`, `v2 start <id>`, `v2 delete <id>`,
+    /// `v0 stop <id>`, `v0 start <id>`, `v0 delete <id>`. A refused or faulted request (without `afterApplying`) adds
+    /// nothing, so a count here is how often a call took effect.
+    public var appliedActions: [String] { state.withLock { $0.applied } }
 
     /// Forgets the recorded requests.
     public func clearRequests() {
@@ -171,7 +188,7 @@ public final class TensorDockSimulator: Sendable {
     /// Answers one request as TensorDock would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> HTTPResponse? in
+        let fault = state.withLock { state -> Fault? in
             state.requests.append(recorded)
             let method = recorded.method.uppercased()
             guard
@@ -180,11 +197,17 @@ public final class TensorDockSimulator: Sendable {
                 })
             else { return nil }
             state.faults[index].remaining -= 1
-            let response = state.faults[index].response
-            if state.faults[index].remaining <= 0 { state.faults.remove(at: index) }
-            return response
+            let fault = state.faults[index]
+            if fault.remaining <= 0 { state.faults.remove(at: index) }
+            return fault
         }
-        if let fault { return fault }
+        if let fault, !fault.afterApplying { return fault.response }
+        let response = route(recorded)
+        return fault?.response ?? response
+    }
+
+    /// The normal answer to a request, after the faults.
+    private func route(_ recorded: RecordedRequest) -> HTTPResponse {
         let segments = recorded.path.split(separator: "/").map(String.init)
         if segments.starts(with: ["api", "v2"]) { return handleV2(recorded, Array(segments.dropFirst(2))) }
         if segments.starts(with: ["api", "v0"]) { return handleV0(recorded, Array(segments.dropFirst(2))) }
@@ -211,6 +234,7 @@ public final class TensorDockSimulator: Sendable {
             let removed = state.withLock { state -> Bool in
                 guard state.vms.removeValue(forKey: id) != nil else { return false }
                 state.terminated.insert(id)
+                state.applied.append("v2 delete \(id)")
                 return true
             }
             guard removed else { return Self.v2Error(404, "Not Found", "Instance not found") }
@@ -253,6 +277,7 @@ public final class TensorDockSimulator: Sendable {
                 vm.status = "Running"
             }
             state.vms[id] = vm
+            state.applied.append("v2 \(stop ? "stop" : "start") \(id)")
             let attributes = ["status": stop ? "stopping" : "starting"]
             return Self.json(200, ["data": ["type": "instance", "id": id, "attributes": attributes]])
         }
@@ -291,6 +316,7 @@ public final class TensorDockSimulator: Sendable {
             return state.withLock { state in
                 if state.vms.removeValue(forKey: server) != nil {
                     state.terminated.insert(server)
+                    state.applied.append("v0 delete \(server)")
                     return Self.json(200, ["success": true])
                 }
                 if state.terminated.contains(server) { return Self.v0Failure("Machine is already terminated") }
@@ -314,6 +340,7 @@ public final class TensorDockSimulator: Sendable {
                 return Self.v0Failure("Machine is \(status), therefore it cannot be stopped")
             }
             state.vms[id] = vm
+            state.applied.append("v0 stop \(id)")
             return Self.json(200, ["success": true])
         }
     }
@@ -327,6 +354,7 @@ public final class TensorDockSimulator: Sendable {
             }
             vm.status = "Running"
             state.vms[id] = vm
+            state.applied.append("v0 start \(id)")
             return Self.json(200, ["success": true])
         }
     }

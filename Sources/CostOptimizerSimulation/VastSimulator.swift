@@ -5,21 +5,25 @@ import Synchronization
 /// An in-memory Vast.ai account that speaks Vast's real paths and shapes (`shared/docs/providers.md` §1).
 ///
 /// Serves `GET /api/v1/instances/` (limit/after_token paging), `GET /api/v0/instances/?owner=me`,
-/// `GET|PUT|DELETE /api/v0/instances/{id}/`. Every request is recorded first; scripted faults are answered next; then
-/// the Bearer key is checked (401 `auth_error` otherwise). Use `handle` as a `LoopbackHTTPServer` handler or as a
-/// `FakeHTTPTransport` handler. A stop or start takes effect at once (no loading phase).
+/// `GET|PUT|DELETE /api/v0/instances/{id}/` (a GET of an unknown id answers `{"instances": null}`). Every request is
+/// recorded first; scripted faults are answered next (or, with `afterApplying`, after the request took effect); then
+/// the Bearer key is checked (401 `auth_error` otherwise). Every change a request made is listed in `appliedActions`.
+/// Use `handle` as a `LoopbackHTTPServer` handler or as a `FakeHTTPTransport` handler. A stop or start takes effect at
+/// once (no loading phase).
 public final class VastSimulator: Sendable {
     private struct Fault {
         var method: String
         var pathPrefix: String
         var response: HTTPResponse
         var remaining: Int
+        var afterApplying: Bool
     }
 
     private struct State {
         var instances: [Int: SimulatedVastInstance] = [:]
         var faults: [Fault] = []
         var requests: [RecordedRequest] = []
+        var applied: [String] = []
         var v1Available: Bool
     }
 
@@ -86,15 +90,28 @@ public final class VastSimulator: Sendable {
     // MARK: - Faults and the request log
 
     /// Answers the next `times` requests whose method matches (`*` for any) and whose path starts with `pathPrefix`
-    /// with `response`, before any normal handling (authentication included). Faults are matched in the order added.
-    public func enqueueFault(method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1) {
+    /// with `response`. Faults are matched in the order added.
+    ///
+    /// - Parameter afterApplying: false (the default) answers before any normal handling, authentication included,
+    ///   so the request changes nothing (a refusal such as a 429). True handles the request normally first, so a stop
+    ///   or delete takes effect, and then answers `response` instead of the real answer: a gateway timeout (504) or
+    ///   a 500 that comes after the provider applied the call.
+    public func enqueueFault(
+        method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
+    ) {
         guard times > 0 else { return }
-        let fault = Fault(method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times)
+        let fault = Fault(
+            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
+            afterApplying: afterApplying)
         state.withLock { $0.faults.append(fault) }
     }
 
     /// Every request received, faulted ones included, in order.
     public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+
+    /// Every change made through the API, in order: `stop 42`, `start 42`, `label 42`, `destroy 42`. A refused or
+    /// faulted request (without `afterApplying`) adds nothing, so a count here is how often a call took effect.
+    public var appliedActions: [String] { state.withLock { $0.applied } }
 
     /// Forgets the recorded requests.
     public func clearRequests() {
@@ -106,7 +123,7 @@ public final class VastSimulator: Sendable {
     /// Answers one request as Vast would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> HTTPResponse? in
+        let fault = state.withLock { state -> Fault? in
             state.requests.append(recorded)
             let method = recorded.method.uppercased()
             guard
@@ -115,11 +132,17 @@ public final class VastSimulator: Sendable {
                 })
             else { return nil }
             state.faults[index].remaining -= 1
-            let response = state.faults[index].response
-            if state.faults[index].remaining <= 0 { state.faults.remove(at: index) }
-            return response
+            let fault = state.faults[index]
+            if fault.remaining <= 0 { state.faults.remove(at: index) }
+            return fault
         }
-        if let fault { return fault }
+        if let fault, !fault.afterApplying { return fault.response }
+        let response = route(recorded)
+        return fault?.response ?? response
+    }
+
+    /// The normal answer to a request, after the faults.
+    private func route(_ recorded: RecordedRequest) -> HTTPResponse {
         guard recorded.header("Authorization") == "Bearer \(apiKey)" else {
             return Self.json(401, ["success": false, "error": "auth_error", "msg": "Invalid user key"])
         }
@@ -180,16 +203,22 @@ public final class VastSimulator: Sendable {
                     $0.intendedStatus = target
                     $0.curState = target
                 }
+                state.withLock { $0.applied.append("\(target == "stopped" ? "stop" : "start") \(id)") }
                 return Self.json(200, ["success": true])
             }
             if let label = fields["label"] as? String {
                 update(id: id) { $0.label = label }
+                state.withLock { $0.applied.append("label \(id)") }
                 return Self.json(200, ["success": true, "msg": "label for \(id) set to '\(label)'"])
             }
             return Self.json(400, ["success": false, "error": "invalid_args", "msg": "nothing to change"])
         case "DELETE":
-            let removed = state.withLock { $0.instances.removeValue(forKey: id) }
-            guard removed != nil else { return Self.noSuchInstance(id) }
+            let removed = state.withLock { state -> Bool in
+                guard state.instances.removeValue(forKey: id) != nil else { return false }
+                state.applied.append("destroy \(id)")
+                return true
+            }
+            guard removed else { return Self.noSuchInstance(id) }
             return Self.json(200, ["success": true, "msg": "Instance destroyed successfully"])
         default:
             return Self.json(405, ["success": false, "error": "invalid_args", "msg": "method not allowed"])

@@ -28,7 +28,7 @@ struct GCEIntegrationTests {
             GCEProvider(
                 project: GCEFixture.project, settings: GCEFixture.settings(zone: zone, apiURL: server.baseURL),
                 tokens: tokens ?? StaticTokenSource(Secret(GCEFixture.token)), transport: transport, clock: clock,
-                logger: Logger(level: .debug, sink: sink))
+                logger: Logger(level: .debug, sink: sink), retry: .exact)
         }
 
         /// A cached metadata-server token source pointed at the simulator.

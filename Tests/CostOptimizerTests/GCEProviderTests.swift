@@ -15,7 +15,7 @@ struct GCEProviderTests {
         GCEProvider(
             project: GCEFixture.project, settings: settings,
             tokens: tokens ?? StaticTokenSource(Secret(GCEFixture.token)), transport: transport, clock: clock,
-            logger: logger)
+            logger: logger, retry: .exact)
     }
 
     func simulated(_ instances: [SimulatedGCEInstance] = [], pageSize: Int = 500) -> (GCESimulator, FakeHTTPTransport) {

@@ -30,7 +30,8 @@ struct TensorDockIntegrationTests {
             let settings =
                 settings ?? F.settings(v2: v2, v0: !v2, apiURL: server.baseURL, v0APIURL: server.baseURL)
             tensorDock = TensorDockProvider(
-                settings: settings, transport: URLSessionTransport(), clock: clock, minimumInterval: interval)
+                settings: settings, transport: URLSessionTransport(), clock: clock, retry: .exact,
+                minimumInterval: interval)
         }
     }
 
@@ -152,19 +153,24 @@ struct TensorDockIntegrationTests {
         #expect(h.clock.sleeps == [0.5, 1, 2])
     }
 
-    @Test("A v0 delete answering 500 forever fails after exactly maxAttempts requests, paced")
+    @Test("A v0 delete answering 500 whose re-read fails too is an unknown outcome: one delete, paced, never success")
     func v0ServerErrorForever() async throws {
         let h = try Harness([SimulatedTensorDockVM(id: F.idA)], v2: false, interval: nil)
         defer { h.server.shutdown() }
         h.simulator.enqueueFault(
             method: "POST", pathPrefix: "/api/v0/",
             response: .tensorDockText(500, #"{"success":false,"error":"Internal error"}"#), times: 1_000)
-        await #expect(throws: ProviderError.http(account: "tensordock", status: 500, detail: "Internal error")) {
+        await #expect {
             try await h.tensorDock.delete(F.instance(id: F.idA))
+        } throws: { error in
+            guard case ProviderError.outcomeUnknown(account: "tensordock", let detail) = error else { return false }
+            return detail.contains("HTTP 500") && detail.contains("re-reading the instance failed")
         }
-        #expect(h.simulator.requests.count == RetryPolicy().maxAttempts)
-        // Backoff 0.5, then 0.5 more to reach the 1 s pacing interval; the later backoffs exceed it.
-        #expect(h.clock.sleeps == [0.5, 0.5, 1, 2])
+        let lines = h.simulator.requests.map(\.line)
+        #expect(lines.filter { $0 == "POST /api/v0/client/delete/single" }.count == 1, "the delete is never repeated")
+        #expect(lines.filter { $0 == "POST /api/v0/client/list" }.count == RetryPolicy().maxAttempts)
+        // The re-read waits 1 s for the pacing, then backs off 0.5 (plus 0.5 to reach the 1 s pace), 1 and 2.
+        #expect(h.clock.sleeps == [1, 0.5, 0.5, 1, 2])
         #expect(h.simulator.vm(id: F.idA) != nil)
     }
 

@@ -12,7 +12,7 @@ struct TensorDockProviderTests {
     /// A provider; pacing is off unless `interval` is nil (the documented intervals) or positive.
     func provider(
         _ transport: FakeHTTPTransport, settings: TensorDockSettings = F.settings(), clock: any WallClock = FakeClock(),
-        logger: Logger = .silent, retry: RetryPolicy = .init(), interval: Double? = 0
+        logger: Logger = .silent, retry: RetryPolicy = .exact, interval: Double? = 0
     ) -> TensorDockProvider {
         TensorDockProvider(
             settings: settings, transport: transport, clock: clock, logger: logger, retry: retry,

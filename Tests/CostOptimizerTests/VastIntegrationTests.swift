@@ -15,12 +15,16 @@ struct VastIntegrationTests {
         let clock = FakeClock()
         let vast: VastProvider
 
-        init(_ instances: [SimulatedVastInstance] = [], key: String = VastFixture.apiKey) throws {
+        init(
+            _ instances: [SimulatedVastInstance] = [], key: String = VastFixture.apiKey, retry: RetryPolicy = .exact,
+            pacing: VastPacing = .off
+        ) throws {
             simulator = VastSimulator(apiKey: VastFixture.apiKey)
             simulator.add(contentsOf: instances)
             server = try LoopbackHTTPServer.start(handler: simulator.handle)
             vast = VastProvider(
-                apiKey: Secret(key), baseURL: server.baseURL, transport: URLSessionTransport(), clock: clock)
+                apiKey: Secret(key), baseURL: server.baseURL, transport: URLSessionTransport(), clock: clock,
+                retry: retry, pacing: pacing)
         }
     }
 

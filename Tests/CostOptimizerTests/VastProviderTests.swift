@@ -10,12 +10,12 @@ struct VastProviderTests {
     let base = URL(string: "https://console.vast.ai")!
 
     func provider(
-        _ transport: FakeHTTPTransport, clock: FakeClock = FakeClock(), logger: Logger = .silent,
-        retry: RetryPolicy = .init()
+        _ transport: any HTTPTransport, clock: FakeClock = FakeClock(), logger: Logger = .silent,
+        retry: RetryPolicy = .exact, pacing: VastPacing = .off
     ) -> VastProvider {
         VastProvider(
             apiKey: Secret(VastFixture.apiKey), baseURL: base, transport: transport, clock: clock, logger: logger,
-            retry: retry)
+            retry: retry, pacing: pacing)
     }
 
     func simulated(_ instances: [SimulatedVastInstance] = [], v1: Bool = true) -> (VastSimulator, FakeHTTPTransport) {

@@ -21,15 +21,19 @@ import Foundation
 ///   with `managed: false`. Labels (`key=value`) and network tags go to `labels`. `deletionProtection` sets
 ///   `deletionProtected`. The price is estimated from `GCEMachineTypes` (`costEstimated`). ssh goes to
 ///   `networkInterfaces[0].accessConfigs[0].natIP`, port 22, as `GCP_SSH_USER`.
+/// - One instance: `GET .../zones/{zone}/instances/{name}`, mapped as the listing maps it; a 404 carrying Google's
+///   not-found envelope is gone, and so is an answer about another id (the name was reused by a new instance).
 /// - Pause: `POST .../zones/{zone}/instances/{name}/stop?requestId=<uuid>`; delete:
-///   `DELETE .../zones/{zone}/instances/{name}?requestId=<uuid>`. One request id per call, reused by its retries, so
-///   a retried request is not a second action. The returned Operation is polled with
-///   `GET .../zones/{zone}/operations/{name}` every `pollInterval` seconds (slept on the injected clock) until `DONE`,
-///   for at most `operationTimeout` seconds. A `DONE` operation with `error` (or an HTTP error status) is
-///   `.rejected` with Google's messages: never a success. Delete: a 404 carrying Google's not-found envelope is
-///   already gone (success); an instance with `deletionProtected` is refused without a request.
+///   `DELETE .../zones/{zone}/instances/{name}?requestId=<uuid>`. One request id per call, reused by its retries (and
+///   by the resend after a token refresh), so a retried request is not a second action: Google answers a repeated
+///   request id with the operation the first request started. This is how GCE never repeats a mutation blindly.
+///   The returned Operation is polled with `GET .../zones/{zone}/operations/{name}` every `pollInterval` seconds
+///   (slept on the injected clock) until `DONE`, for at most `operationTimeout` seconds. A `DONE` operation with
+///   `error` (or an HTTP error status) is `.rejected` with Google's messages: never a success. Delete: a 404 carrying
+///   Google's not-found envelope is already gone (success); an instance with `deletionProtected` is refused without
+///   a request.
 /// - Retries: transport errors, 429, 500, 502, 503, 504 and 403 `rateLimitExceeded` are retried with the
-///   `RetryPolicy`'s attempts and delays (the policy itself is unchanged).
+///   `RetryPolicy`'s attempts, jittered delays and budget.
 /// - Cancellation: a cancelled task gets `CancellationError`, not a `ProviderError`.
 public struct GCEProvider: GPUProvider, PartialListing {
     /// Always `.gcp`.
@@ -165,6 +169,46 @@ public struct GCEProvider: GPUProvider, PartialListing {
         logger.debug(
             "Provider listed \(account): \(instances.count) instances in \(pages) pages, \(gaps.count) unreachable")
         return (instances, gaps)
+    }
+
+    // MARK: - One instance
+
+    /// Reads one instance again: `GET .../zones/{zone}/instances/{name}`, mapped as the listing maps it.
+    ///
+    /// Gone (nil) when Google answers 404 with its not-found envelope, or when the name now belongs to an instance
+    /// with another id (the one asked about was deleted and the name reused). A bare 404 (a wrong `GCP_API_URL`) is
+    /// an error.
+    /// - Returns: the instance, or nil when it no longer exists.
+    /// - Throws: `ProviderError` for any other answer or an unreadable one; `.malformed` for an instance without a
+    ///   valid zone and name (nothing is sent then).
+    public func instance(_ instance: Instance) async throws -> Instance? {
+        let target = try actionTarget(instance)
+        let answer = try await send("GET", path: "/zones/\(target.zone)/instances/\(target.name)")
+        if answer.response.status == 404 {
+            guard Self.isNotFoundEnvelope(answer.response) else {
+                throw ProviderError.http(
+                    account: account, status: 404,
+                    detail: "\(errorDetail(answer)); the answer is not Google's not-found error, check GCP_API_URL")
+            }
+            return nil
+        }
+        try requireSuccess(answer)
+        guard let dto = try? JSONDecoder().decode(GCEInstanceDTO.self, from: answer.response.body) else {
+            throw ProviderError.malformed(
+                account: account, detail: "the lookup of instance \(target.name) is not an instance")
+        }
+        let found = try self.instance(from: dto, scope: "zones/\(target.zone)")
+        guard found.name == target.name else {
+            throw ProviderError.malformed(
+                account: account, detail: "the lookup of instance \(target.name) answered about another instance")
+        }
+        guard found.key.id == instance.key.id else {
+            logger.info(
+                "Provider lookup \(account): the name \(target.name) in \(target.zone) now belongs to instance "
+                    + "\(found.key.id), so instance \(instance.key.id) is gone")
+            return nil
+        }
+        return found
     }
 
     /// The normalised instance; an entry without a numeric id or a name fails the listing.
@@ -408,27 +452,25 @@ public struct GCEProvider: GPUProvider, PartialListing {
         }
     }
 
-    /// `RetryPolicy`'s attempts and delays, also retrying 403 `rateLimitExceeded`.
+    /// `RetryPolicy`'s attempts, jittered delays and budget, also retrying 403 `rateLimitExceeded`. Safe for the
+    /// stop and delete too: their URL carries the call's `requestId`, so Google treats a repeat as the same call.
     private func sendRetrying(_ request: HTTPRequest, token: Secret) async throws -> HTTPResponse {
-        var attempt = 1
+        var chain = RetryChain(policy: retry, clock: clock)
         while true {
             try Task.checkCancellation()
-            let reason: String
             do {
                 let response = try await transport.send(request)
-                guard let why = Self.retryReason(response), attempt < retry.maxAttempts else { return response }
-                reason = why
+                guard let why = Self.retryReason(response) else { return response }
+                guard try await chain.retry(after: masked(why, token), logger: logger, label: account) else {
+                    return response
+                }
             } catch let error as HTTPTransportError {
                 if error == .cancelled { throw CancellationError() }
-                guard attempt < retry.maxAttempts else {
-                    throw ProviderError.transport(account: account, detail: masked(error.description, token))
+                let detail = masked(error.description, token)
+                guard try await chain.retry(after: detail, logger: logger, label: account) else {
+                    throw ProviderError.transport(account: account, detail: detail)
                 }
-                reason = error.description
             }
-            attempt += 1
-            logger.warning(
-                "Provider retry \(account): \(masked(reason, token)), attempt \(attempt) of \(retry.maxAttempts)")
-            try await clock.sleep(seconds: retry.delay(beforeAttempt: attempt))
         }
     }
 

@@ -1,6 +1,5 @@
 import CostOptimizerCore
 import Foundation
-import Synchronization
 
 /// One TensorDock organisation (`shared/docs/providers.md` §2): lists its VMs, stops and deletes them, through API v2
 /// when a bearer token is configured and through the marketplace API v0 when only the key pair is.
@@ -12,6 +11,10 @@ import Synchronization
 ///   `data.attributes.instances` (both documented), each with its fields under `attributes` or flat. v0
 ///   `POST /api/v0/client/list`, whose `virtualmachines` is an object keyed by VM id. A listing that cannot be read
 ///   whole is an error, never an empty or partial account.
+/// - One instance: v2 `GET /api/v2/instances/{id}`, decoded like a listing entry (under `data` or bare); a 404 or 410
+///   is gone once a fresh listing confirms the id is absent. v0 has no single-VM read proven by official code (the
+///   `client/get/single` seen in one third-party client documents no answer for an unknown VM, so "gone" could not be
+///   told from an error): the v0 listing is read and the VM picked from it, absent meaning gone.
 /// - Pause: v2 `POST /api/v2/instances/{id}/stop`. v0 `POST /api/v0/client/stop/single` with
 ///   `disassociate_resources=true`: a stop that keeps the GPU reserved (`Stopped`) keeps billing for it, so it is no
 ///   pause. An instance listed as `Stopped` (`Instance.gpuReserved`) is released with that v0 call even under v2,
@@ -21,12 +24,15 @@ import Synchronization
 ///   the id is absent (so a wrong base URL answering 404 to everything is never recorded as a deletion). v0
 ///   `POST /api/v0/client/delete/single`; a JSON `success: false` whose error says "already terminated" is already
 ///   gone (on a 2xx, 400, 404, 409 or 410; a body that is not JSON never counts).
+/// - No blind repeat: after no answer or a 5xx to a stop or delete the VM is re-read (`instance(_:)`), and the call
+///   is sent again only while the VM is still in the state it had (`RetryPolicy.sendMutation`); a 429 is sent again
+///   directly.
 /// - v0 failures: v0 answers failures as HTTP 200 with `{"success": false, "error": ...}`, or with a body that is not
 ///   JSON; both are `.rejected` with the message kept. A mutating v0 call succeeds only on `"success": true`.
 /// - Rate limits: v2 allows 100 requests a minute per organisation, v0 asks for about one a second. Requests are paced
 ///   through the `WallClock`: each API's requests start at least `v2MinimumInterval` (0.6 s) or `v0MinimumInterval`
 ///   (1 s) apart, retries included, across every task sharing this provider value. A 429, like 500/502/503/504 or no
-///   answer, is retried through `RetryPolicy`.
+///   answer to a read, is retried through `RetryPolicy`.
 /// - Cancellation: a cancelled task gets `CancellationError`, not a `ProviderError`.
 public struct TensorDockProvider: GPUProvider {
     /// Which TensorDock API a request goes to.
@@ -49,8 +55,8 @@ public struct TensorDockProvider: GPUProvider {
     private let clock: any WallClock
     private let logger: Logger
     private let retry: RetryPolicy
-    private let v2Pacer: TensorDockPacer
-    private let v0Pacer: TensorDockPacer
+    private let v2Pacer: RequestPacer
+    private let v0Pacer: RequestPacer
 
     /// Seconds between the starts of two v2 requests: 100 requests a minute per organisation.
     public static let v2MinimumInterval: Double = 0.6
@@ -77,8 +83,8 @@ public struct TensorDockProvider: GPUProvider {
         self.clock = clock
         self.logger = logger
         self.retry = retry
-        self.v2Pacer = TensorDockPacer(interval: minimumInterval ?? Self.v2MinimumInterval)
-        self.v0Pacer = TensorDockPacer(interval: minimumInterval ?? Self.v0MinimumInterval)
+        self.v2Pacer = RequestPacer(interval: minimumInterval ?? Self.v2MinimumInterval)
+        self.v0Pacer = RequestPacer(interval: minimumInterval ?? Self.v0MinimumInterval)
     }
 
     // MARK: - Listing
@@ -138,6 +144,47 @@ public struct TensorDockProvider: GPUProvider {
         }
     }
 
+    // MARK: - One instance
+
+    /// Reads one VM again, mapped as the listing maps it.
+    ///
+    /// v2: `GET /api/v2/instances/{id}`, the instance under `data` or bare, with fields under `attributes` or flat; a
+    /// 404 or 410 is gone only when a fresh listing succeeds without the id (so a wrong base URL answering 404 to
+    /// everything never reads as gone). v0: the listing, from which the VM is picked; absent means gone.
+    /// - Returns: the VM, or nil when TensorDock says it does not exist.
+    /// - Throws: `ProviderError` for any other answer, an unreadable one, or one about another id; `.malformed` for
+    ///   an id that is not path-safe (nothing is sent then).
+    public func instance(_ instance: Instance) async throws -> Instance? {
+        let id = try actionID(instance)
+        if api == .v0 {
+            guard let dto = try await listV0().first(where: { $0.id == id }) else { return nil }
+            return try self.instance(from: dto)
+        }
+        let response = try await send(.v2, "GET", path: "/api/v2/instances/\(id)")
+        if response.status == 404 || response.status == 410 {
+            try await confirmGone(id: id, notFound: response, action: "the lookup")
+            return nil
+        }
+        try requireSuccessStatus(response)
+        guard let json = TensorDockJSON.decode(response.body), json.object != nil else {
+            throw ProviderError.malformed(account: account, detail: "the lookup of instance \(id) is not a JSON object")
+        }
+        if let refusal = v2Refusal(json) {
+            throw ProviderError.rejected(account: account, detail: masked(refusal))
+        }
+        let item = json["data"].flatMap { $0.object != nil ? $0 : nil } ?? json
+        let dto = TensorDockVMDTO(v2: item)
+        guard let answered = dto.id else {
+            throw ProviderError.malformed(
+                account: account, detail: "the lookup of instance \(id) has no instance id, so its state is unknown")
+        }
+        guard answered == id else {
+            throw ProviderError.malformed(
+                account: account, detail: "the lookup of instance \(id) answered about another instance")
+        }
+        return try self.instance(from: dto)
+    }
+
     /// The normalised instance; an entry without a path-safe id fails the listing.
     func instance(from dto: TensorDockVMDTO) throws -> Instance {
         guard let id = dto.id, Self.isTensorDockID(id) else {
@@ -194,13 +241,21 @@ public struct TensorDockProvider: GPUProvider {
     ///
     /// v2: `POST /api/v2/instances/{id}/stop`. v0, and under v2 an instance listed as `Stopped` (GPU still reserved):
     /// `POST /api/v0/client/stop/single` with `disassociate_resources=true`.
+    ///
+    /// After no answer or a 5xx the VM is re-read: paused with its GPU released is success and nothing more is sent;
+    /// unchanged, the stop is sent again (bounded, with backoff); anything else, or a failed re-read, is
+    /// `.outcomeUnknown`.
     /// - Throws: `ProviderError`; `.rejected` when the answer says the call failed, or when a reserved GPU must be
     ///   released under v2 without the v0 key pair (nothing is sent then); `.malformed` for an id that is not path-safe
     ///   (nothing is sent).
     public func pause(_ instance: Instance) async throws {
         let id = try actionID(instance)
+        let action = "the stop of instance \(id)"
+        let recheck = { MutationCheck.pause(before: instance, now: try await self.instance(instance)) }
         if api == .v2 && !instance.gpuReserved {
-            let response = try await send(.v2, "POST", path: "/api/v2/instances/\(id)/stop")
+            let result = try await mutate(
+                .v2, "POST", path: "/api/v2/instances/\(id)/stop", action: action, recheck: recheck)
+            guard case .response(let response) = result else { return }
             try requireSuccessStatus(response)
             try requireV2Accepted(response, action: "stop")
             logger.debug("Provider paused \(account): instance \(id) through v2")
@@ -214,9 +269,10 @@ public struct TensorDockProvider: GPUProvider {
                     + "so the v0 stop with disassociate_resources=true can release it, or use \"Stop and release GPU\" "
                     + "in the TensorDock dashboard")
         }
-        let response = try await send(
+        let result = try await mutate(
             .v0, "POST", path: "/api/v0/client/stop/single",
-            form: [("server", id), ("disassociate_resources", "true")])
+            form: [("server", id), ("disassociate_resources", "true")], action: action, recheck: recheck)
+        guard case .response(let response) = result else { return }
         if let refusal = v0Refusal(response), Self.isAlreadyReleased(refusal) {
             logger.info("Provider pause \(account): instance \(id) was already stopped with its GPU released")
             return
@@ -229,13 +285,20 @@ public struct TensorDockProvider: GPUProvider {
     ///
     /// v2: `DELETE /api/v2/instances/{id}`; a 404 or 410 is confirmed with a fresh listing before it counts as
     /// already gone. v0: `POST /api/v0/client/delete/single`; "already terminated" is already gone.
+    ///
+    /// After no answer or a 5xx the VM is re-read: gone is success and no second delete is sent; unchanged, the
+    /// delete is sent again (bounded, with backoff); anything else, or a failed re-read, is `.outcomeUnknown`.
     /// - Throws: `ProviderError`.
     public func delete(_ instance: Instance) async throws {
         let id = try actionID(instance)
+        let action = "the delete of instance \(id)"
+        let recheck = { MutationCheck.delete(before: instance, now: try await self.instance(instance)) }
         if api == .v2 {
-            let response = try await send(.v2, "DELETE", path: "/api/v2/instances/\(id)")
+            let result = try await mutate(
+                .v2, "DELETE", path: "/api/v2/instances/\(id)", action: action, recheck: recheck)
+            guard case .response(let response) = result else { return }
             if response.status == 404 || response.status == 410 {
-                try await confirmGone(id: id, deleteResponse: response)
+                try await confirmGone(id: id, notFound: response, action: "delete")
                 logger.info("Provider delete \(account): instance \(id) was already gone")
                 return
             }
@@ -244,7 +307,10 @@ public struct TensorDockProvider: GPUProvider {
             logger.debug("Provider deleted \(account): instance \(id) through v2")
             return
         }
-        let response = try await send(.v0, "POST", path: "/api/v0/client/delete/single", form: [("server", id)])
+        let result = try await mutate(
+            .v0, "POST", path: "/api/v0/client/delete/single", form: [("server", id)], action: action,
+            recheck: recheck)
+        guard case .response(let response) = result else { return }
         if let refusal = v0Refusal(response), refusal.lowercased().contains("already terminated") {
             logger.info("Provider delete \(account): instance \(id) was already gone")
             return
@@ -253,14 +319,14 @@ public struct TensorDockProvider: GPUProvider {
         logger.debug("Provider deleted \(account): instance \(id) through v0")
     }
 
-    /// A v2 DELETE answered 404/410: gone only if a full listing succeeds without the id.
-    private func confirmGone(id: String, deleteResponse: HTTPResponse) async throws {
+    /// A v2 call answered 404/410: gone only if a full listing succeeds without the id.
+    private func confirmGone(id: String, notFound: HTTPResponse, action: String) async throws {
         let listed = try await listV2()
         guard !listed.contains(where: { $0.id == id }) else {
             throw ProviderError.http(
-                account: account, status: deleteResponse.status,
-                detail: "delete answered \(deleteResponse.status) but instance \(id) is still listed: "
-                    + bodyDetail(deleteResponse))
+                account: account, status: notFound.status,
+                detail: "\(action) answered \(notFound.status) but instance \(id) is still listed: "
+                    + bodyDetail(notFound))
         }
     }
 
@@ -404,10 +470,44 @@ public struct TensorDockProvider: GPUProvider {
 
     // MARK: - HTTP
 
-    /// Sends one request to `api`, paced and retried. v0 requests are form POSTs whose body starts with the key pair
-    /// followed by `form`; v2 requests carry the Bearer token.
+    /// Sends one read (or list) to `api`, paced and retried.
     private func send(_ api: API, _ method: String, path: String, form: [(String, String)]? = nil) async throws
         -> HTTPResponse
+    {
+        let request = try makeRequest(api, method, path: path, form: form)
+        do {
+            return try await retry.send(request, through: paced(api), clock: clock, logger: logger, label: account)
+        } catch let error as HTTPTransportError {
+            throw ProviderError.transport(account: account, detail: masked(error.description))
+        }
+    }
+
+    /// Sends one stop or delete to `api`, paced, never repeated blindly (`RetryPolicy.sendMutation`).
+    private func mutate(
+        _ api: API, _ method: String, path: String, form: [(String, String)]? = nil, action: String,
+        recheck: () async throws -> MutationCheck
+    ) async throws -> MutationResult {
+        let request = try makeRequest(api, method, path: path, form: form)
+        do {
+            return try await retry.sendMutation(
+                request, through: paced(api), clock: clock, logger: logger, account: account, action: action,
+                recheck: recheck)
+        } catch let error as HTTPTransportError {
+            throw ProviderError.transport(account: account, detail: masked(error.description))
+        } catch ProviderError.outcomeUnknown(let account, let detail) {
+            throw ProviderError.outcomeUnknown(account: account, detail: masked(detail))
+        }
+    }
+
+    /// The transport for `api`, waiting for that API's pacer before every attempt.
+    private func paced(_ api: API) -> any HTTPTransport {
+        PacedTransport(base: transport, pacer: api == .v2 ? v2Pacer : v0Pacer, clock: clock)
+    }
+
+    /// One request to `api`. v0 requests are form POSTs whose body starts with the key pair followed by `form`; v2
+    /// requests carry the Bearer token.
+    private func makeRequest(_ api: API, _ method: String, path: String, form: [(String, String)]?) throws
+        -> HTTPRequest
     {
         var text = (api == .v2 ? settings.apiURL : settings.v0APIURL).absoluteString
         while text.hasSuffix("/") { text.removeLast() }
@@ -434,14 +534,7 @@ public struct TensorDockProvider: GPUProvider {
             let fields = [("api_key", key.value), ("api_token", token.value)] + (form ?? [])
             body = Data(Self.formEncoded(fields).utf8)
         }
-        let request = HTTPRequest(method: method, url: url, headers: headers, body: body, timeout: Self.requestTimeout)
-        let paced = TensorDockPacedTransport(
-            base: transport, pacer: api == .v2 ? v2Pacer : v0Pacer, clock: clock)
-        do {
-            return try await retry.send(request, through: paced, clock: clock, logger: logger, label: account)
-        } catch let error as HTTPTransportError {
-            throw ProviderError.transport(account: account, detail: masked(error.description))
-        }
+        return HTTPRequest(method: method, url: url, headers: headers, body: body, timeout: Self.requestTimeout)
     }
 
     /// `name=value&…`, every byte but RFC 3986 unreserved characters percent-encoded.
@@ -463,44 +556,5 @@ public struct TensorDockProvider: GPUProvider {
             }
         }
         return out
-    }
-}
-
-/// Spaces the starts of requests at least `interval` seconds apart, sleeping through the `WallClock`.
-///
-/// Each caller reserves the next free start time under a lock and then sleeps until it, so concurrent callers queue
-/// up instead of all waking at once. The first request never waits.
-final class TensorDockPacer: Sendable {
-    private let interval: Double
-    /// The earliest start of the next request.
-    private let next = Mutex<Date?>(nil)
-
-    init(interval: Double) {
-        self.interval = max(0, interval)
-    }
-
-    /// Waits for this request's turn.
-    /// - Throws: `CancellationError` when the task is cancelled while waiting.
-    func wait(clock: any WallClock) async throws {
-        guard interval > 0 else { return }
-        let now = clock.now()
-        let delay = next.withLock { next -> Double in
-            let start = max(now, next ?? now)
-            next = start.addingTimeInterval(interval)
-            return start.timeIntervalSince(now)
-        }
-        if delay > 0 { try await clock.sleep(seconds: delay) }
-    }
-}
-
-/// A transport that waits for the pacer before every attempt, so retries are paced too.
-struct TensorDockPacedTransport: HTTPTransport {
-    let base: any HTTPTransport
-    let pacer: TensorDockPacer
-    let clock: any WallClock
-
-    func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        try await pacer.wait(clock: clock)
-        return try await base.send(request)
     }
 }

@@ -152,20 +152,34 @@ struct VastEnvelope: Decodable {
     }
 }
 
-/// `GET /api/v0/instances/{id}/`: `{"instances": {...}}`, or `{"instances": null}` for an unknown id.
+/// `GET /api/v0/instances/{id}/`: `{"instances": {...}}`, or `{"instances": null}` for an unknown id. An array in
+/// `instances` is read too (the entry with the asked id is picked by the provider).
 struct VastSingleInstance: Decodable {
+    var success: Bool?
+    var error: String?
+    var msg: String?
     /// True when the key is present and null: the instance does not exist.
     var isNull: Bool
-    var instance: VastInstanceDTO?
+    /// The object, or the array's entries; empty when `instances` is absent or unreadable.
+    var candidates: [VastInstanceDTO]
 
     enum CodingKeys: String, CodingKey {
-        case instances
+        case instances, success, error, msg
     }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        success = c.lenientBool(.success)
+        error = c.lenientString(.error)
+        msg = c.lenientString(.msg)
         isNull = c.contains(.instances) && ((try? c.decodeNil(forKey: .instances)) ?? false)
-        instance = try? c.decodeIfPresent(VastInstanceDTO.self, forKey: .instances)
+        if let one = try? c.decodeIfPresent(VastInstanceDTO.self, forKey: .instances) {
+            candidates = [one]
+        } else if let many = try? c.decodeIfPresent([VastInstanceDTO].self, forKey: .instances) {
+            candidates = many
+        } else {
+            candidates = []
+        }
     }
 }
 
