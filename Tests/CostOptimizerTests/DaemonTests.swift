@@ -71,8 +71,8 @@ struct DaemonTests {
         #expect(rig.requests("PUT") == ["/api/v0/instances/123/"])
         #expect(rig.vast.instances.first?.actualStatus == "stopped")
         #expect(rig.notifier.events.map(\.event) == [.pause])
-        #expect(rig.store.journal.map(\.result) == ["ok"])
-        #expect(rig.store.journal.first?.reason.hasPrefix("GPU avg 2% < 10% for 30 min, 31 samples") == true)
+        #expect(rig.store.journal.map(\.result) == ["intent", "ok"])
+        #expect(rig.store.journal.last?.reason.hasPrefix("GPU avg 2% < 10% for 30 min, 31 samples") == true)
 
         await rig.ticks(23 * 60 + 29, from: &state)  // idle clock 23 h 59 min
         #expect(rig.requests("DELETE").isEmpty)
@@ -122,12 +122,12 @@ struct DaemonTests {
                 status: 200, body: Data(#"{"success":false,"error":"missing_billing","msg":"no credit"}"#.utf8)))
         var state = FleetState()
         await rig.ticks(1, from: &state)
-        #expect(rig.store.journal.map(\.result) == ["failed"])
-        #expect(rig.store.journal.first?.error?.contains("no credit") == true)
+        #expect(rig.store.journal.map(\.result) == ["intent", "failed"])
+        #expect(rig.store.journal.last?.error?.contains("no credit") == true)
         #expect(rig.notifier.events.map(\.event) == [.actionFailed])
         #expect(rig.vast.instances.first?.actualStatus == "running")
         await rig.ticks(1, from: &state)
-        #expect(rig.store.journal.map(\.result) == ["failed", "ok"])
+        #expect(rig.store.journal.map(\.result) == ["intent", "failed", "intent", "ok"])
         #expect(rig.vast.instances.first?.actualStatus == "stopped")
     }
 

@@ -118,8 +118,11 @@ struct EndToEndTests {
 
         let journal = try String(contentsOfFile: stage.directory + "/state/actions.jsonl", encoding: .utf8)
         let lines = journal.split(separator: "\n")
-        #expect(lines.count == 1)
-        let record = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        try #require(lines.count == 2)  // the intent, fsynced before the call, then its result
+        let intent = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [String: Any])
+        #expect(intent["result"] as? String == "intent")
+        #expect(intent["action_id"] as? String != nil && intent["action_id"] as? String == record["action_id"] as? String)
         #expect(record["id"] as? String == "101")
         #expect(record["action"] as? String == "pause")
         #expect(record["result"] as? String == "ok")
