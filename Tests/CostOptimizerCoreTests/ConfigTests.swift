@@ -21,6 +21,47 @@ struct ConfigTests {
         #expect(config.ssh == SSHSettings(command: "ssh", keyPath: nil, connectTimeout: 10, concurrency: 16))
         #expect(config.stateDirectory == "/var/lib/cost-optimizer")
         #expect(config.logLevel == .info)
+        #expect(config.policy.deleteNotice == 2 * 3600)
+        #expect(config.limits == Limits(maxPausesPerCycle: 10, maxDeletesPerCycle: 3, maxActionFraction: 0.5))
+        #expect(config.limits == .defaults)
+    }
+
+    @Test("reads the safety limits and the delete notice")
+    func readsSafetyLimits() throws {
+        let config = try Config.parse(
+            environment: key.merging([
+                "MAX_PAUSES_PER_CYCLE": "0", "MAX_DELETES_PER_CYCLE": "7", "MAX_ACTION_FRACTION": "1",
+                "DELETE_NOTICE_HOURS": "0.5",
+            ]) { $1 })
+        #expect(config.limits.maxPausesPerCycle == 0)
+        #expect(config.limits.maxDeletesPerCycle == 7)
+        #expect(config.limits.maxActionFraction == 1)
+        #expect(config.policy.deleteNotice == 1800)
+    }
+
+    static let noticeDefaults: [(threshold: String, notice: String?, seconds: Double)] = [
+        ("24", nil, 7200), ("3", nil, 5400), ("1", nil, 1800), ("0", nil, 0), ("0", "5", 5 * 3600), ("3", "2.5", 9000),
+        ("24", "0", 0),
+    ]
+
+    @Test(
+        "DELETE_NOTICE_HOURS: unset, the smaller of 2 h and half the threshold; set, below the threshold (unless 0)",
+        arguments: noticeDefaults)
+    func deleteNotice(_ row: (threshold: String, notice: String?, seconds: Double)) throws {
+        var env = key.merging(["DELETE_THRESHOLD_HOURS": row.threshold]) { $1 }
+        env["DELETE_NOTICE_HOURS"] = row.notice
+        #expect(try Config.parse(environment: env).policy.deleteNotice == row.seconds)
+    }
+
+    @Test("a notice as long as the threshold is refused, naming both")
+    func noticeNotBelowThreshold() {
+        #expect {
+            let env = ["DELETE_THRESHOLD_HOURS": "2", "DELETE_NOTICE_HOURS": "2"]
+            return try Config.parse(environment: key.merging(env) { $1 })
+        } throws: { error in
+            "\(error)"
+                == "Invalid configuration: DELETE_NOTICE_HOURS=\"2\" must be less than DELETE_THRESHOLD_HOURS (2)."
+        }
     }
 
     @Test("reads every variable")
@@ -61,6 +102,11 @@ struct ConfigTests {
             ("MIN_INSTANCE_AGE_HOURS", "nan"), ("CHECK_INTERVAL", "0"), ("DRY_RUN", "maybe"),
             ("VAST_API_URL", "console.vast.ai"), ("VAST_API_URL", "ftp://x"), ("VAST_API_URL", "https://x/api/v0"),
             ("SSH_CONNECT_TIMEOUT", "0"), ("SSH_CONCURRENCY", "-1"), ("LOG_LEVEL", "verbose"),
+            ("MAX_PAUSES_PER_CYCLE", "-1"), ("MAX_PAUSES_PER_CYCLE", "ten"), ("MAX_DELETES_PER_CYCLE", "1.5"),
+            ("MAX_DELETES_PER_CYCLE", "-3"), ("MAX_ACTION_FRACTION", "0"), ("MAX_ACTION_FRACTION", "1.01"),
+            ("MAX_ACTION_FRACTION", "-0.5"), ("MAX_ACTION_FRACTION", "half"), ("MAX_ACTION_FRACTION", "nan"),
+            ("DELETE_NOTICE_HOURS", "-1"), ("DELETE_NOTICE_HOURS", "24"), ("DELETE_NOTICE_HOURS", "30"),
+            ("DELETE_NOTICE_HOURS", "soon"),
         ])
     func rejects(variable: String, value: String) {
         #expect {

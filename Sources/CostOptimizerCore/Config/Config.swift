@@ -26,6 +26,8 @@ public struct SSHSettings: Equatable, Sendable {
 /// The whole configuration, parsed and validated from the environment.
 public struct Config: Equatable, Sendable {
     public var policy: Policy
+    /// The per-cycle breakers (`MAX_PAUSES_PER_CYCLE`, `MAX_DELETES_PER_CYCLE`, `MAX_ACTION_FRACTION`).
+    public var limits: Limits
     /// Seconds between cycles (`CHECK_INTERVAL`).
     public var checkInterval: Double
     /// Decide and log, never call a mutating API.
@@ -46,12 +48,14 @@ public struct Config: Equatable, Sendable {
     public var logLevel: LogLevel
 
     public init(
-        policy: Policy = .defaults, checkInterval: Double = 60, dryRun: Bool = false, vastAPIKeys: [Secret] = [],
+        policy: Policy = .defaults, limits: Limits = .defaults, checkInterval: Double = 60, dryRun: Bool = false,
+        vastAPIKeys: [Secret] = [],
         vastAPIURL: URL = URL(string: "https://console.vast.ai")!, webhookURL: Secret? = nil,
         ssh: SSHSettings = SSHSettings(), stateDirectory: String = "/var/lib/cost-optimizer",
         logLevel: LogLevel = .info
     ) {
         self.policy = policy
+        self.limits = limits
         self.checkInterval = checkInterval
         self.dryRun = dryRun
         self.vastAPIKeys = vastAPIKeys
@@ -75,6 +79,7 @@ public struct Config: Equatable, Sendable {
         "TENSORDOCK_API_KEY", "TENSORDOCK_API_TOKEN", "TENSORDOCK_BEARER_TOKEN", "TENSORDOCK_API_URL",
         "TENSORDOCK_V0_API_URL", "TENSORDOCK_SSH_USER", "GCP_PROJECT_ID", "GCP_ZONE", "GCP_SSH_USER", "GCP_API_URL",
         "GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST", "GCP_PRICE_OVERRIDES",
+        "MAX_PAUSES_PER_CYCLE", "MAX_DELETES_PER_CYCLE", "MAX_ACTION_FRACTION", "DELETE_NOTICE_HOURS",
     ]
 
     /// Parses and validates the configuration.
@@ -95,8 +100,10 @@ public struct Config: Equatable, Sendable {
         policy.minInstanceAge = try reader.number("MIN_INSTANCE_AGE_HOURS", default: 1, range: 0...100_000) * 3600
         policy.protectedInstances = Set(reader.list("PROTECTED_INSTANCES"))
         policy.protectLabel = reader.string("PROTECT_LABEL") ?? "keep"
+        policy.deleteNotice = try parseDeleteNotice(reader, deleteThreshold: policy.deleteThreshold)
 
         var config = Config(policy: policy)
+        config.limits = try parseLimits(reader)
         config.checkInterval = try reader.number("CHECK_INTERVAL", default: 60, range: 1...86_400)
         config.policy.sampleGapLimit = max(policy.pauseWindow, 3 * config.checkInterval)
         config.policy.sampleRetention = max(policy.pauseWindow, 3600)
@@ -135,6 +142,33 @@ public struct Config: Equatable, Sendable {
 }
 
 extension Config {
+    /// `DELETE_NOTICE_HOURS` in seconds: at least 0 and below `DELETE_THRESHOLD_HOURS` (unless that is 0). Unset, the
+    /// smaller of 2 h and half the threshold, so a short threshold set before the notice existed stays valid.
+    static func parseDeleteNotice(_ reader: EnvironmentReader, deleteThreshold: Double) throws(ConfigError) -> Double {
+        guard let raw = reader.string("DELETE_NOTICE_HOURS") else { return min(2 * 3600, deleteThreshold / 2) }
+        let notice = try reader.number("DELETE_NOTICE_HOURS", default: 2, range: 0...100_000) * 3600
+        if deleteThreshold > 0 && notice >= deleteThreshold {
+            throw ConfigError.invalid(
+                variable: "DELETE_NOTICE_HOURS", value: raw,
+                expected: "less than DELETE_THRESHOLD_HOURS (\(hours(deleteThreshold)))")
+        }
+        return notice
+    }
+
+    static func parseLimits(_ reader: EnvironmentReader) throws(ConfigError) -> Limits {
+        var limits = Limits()
+        limits.maxPausesPerCycle = try reader.integer("MAX_PAUSES_PER_CYCLE", default: 10, range: 0...100_000)
+        limits.maxDeletesPerCycle = try reader.integer("MAX_DELETES_PER_CYCLE", default: 3, range: 0...100_000)
+        if let raw = reader.string("MAX_ACTION_FRACTION") {
+            guard let fraction = Double(raw), fraction.isFinite, fraction > 0, fraction <= 1 else {
+                throw ConfigError.invalid(
+                    variable: "MAX_ACTION_FRACTION", value: raw, expected: "a number greater than 0 and at most 1")
+            }
+            limits.maxActionFraction = fraction
+        }
+        return limits
+    }
+
     static func parseTensorDock(_ reader: EnvironmentReader) throws(ConfigError) -> TensorDockSettings? {
         let key = reader.string("TENSORDOCK_API_KEY").map(Secret.init)
         let token = reader.string("TENSORDOCK_API_TOKEN").map(Secret.init)

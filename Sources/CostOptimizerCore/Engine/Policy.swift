@@ -21,12 +21,21 @@ public struct Policy: Equatable, Sendable {
     public var sampleGapLimit: Double
     /// How long samples are kept in the state file for `status` (seconds).
     public var sampleRetention: Double
+    /// `delete_notice` goes out when the idle clock passes `deleteThreshold − deleteNotice` (seconds), and a delete
+    /// waits until a notice for the current idle clock is at least this old. 0 sends no notice; a value above the
+    /// threshold counts as the threshold (`DELETE_NOTICE_HOURS`).
+    public var deleteNotice: Double
+    /// A running managed instance with no successful sample for this long (seconds) is unmonitored.
+    public var unmonitoredAfter: Double
+    /// While an instance stays unmonitored, `unmonitored` is notified again after this long (seconds).
+    public var unmonitoredRepeat: Double
 
     public init(
         pauseThresholdGPU: Double = 10, pauseWindow: Double = 30 * 60, minSamples: Int = 5,
         deleteThreshold: Double = 24 * 3600, minInstanceAge: Double = 3600, protectedInstances: Set<String> = [],
         protectLabel: String = "keep", unreachableNotifyAfter: Int = 3,
-        sampleGapLimit: Double = 30 * 60, sampleRetention: Double = 3600
+        sampleGapLimit: Double = 30 * 60, sampleRetention: Double = 3600, deleteNotice: Double = 2 * 3600,
+        unmonitoredAfter: Double = 3600, unmonitoredRepeat: Double = 24 * 3600
     ) {
         self.pauseThresholdGPU = pauseThresholdGPU
         self.pauseWindow = pauseWindow
@@ -38,9 +47,15 @@ public struct Policy: Equatable, Sendable {
         self.unreachableNotifyAfter = unreachableNotifyAfter
         self.sampleGapLimit = sampleGapLimit
         self.sampleRetention = sampleRetention
+        self.deleteNotice = deleteNotice
+        self.unmonitoredAfter = unmonitoredAfter
+        self.unmonitoredRepeat = unmonitoredRepeat
     }
 
-    /// The defaults of the daemon issue: 10 %, 30 min, 5 samples, 24 h, 1 h, label `keep`.
+    /// The notice period the engine applies (seconds): `deleteNotice`, at most `deleteThreshold`, never negative.
+    public var effectiveDeleteNotice: Double { max(0, min(deleteNotice, deleteThreshold)) }
+
+    /// The defaults of the daemon issue: 10 %, 30 min, 5 samples, 24 h, 1 h, label `keep`; notice 2 h before a delete.
     public static let defaults = Policy()
 
     /// Why an instance is protected, or nil when it is not.
@@ -58,5 +73,17 @@ public struct Policy: Equatable, Sendable {
             }
         }
         return nil
+    }
+}
+
+extension Policy {
+    /// How a person stops the deletion of an instance, for `delete_notice`: the protect label, `PROTECTED_INSTANCES`,
+    /// or using it again.
+    public func howToKeep(_ instance: Instance) -> String {
+        var ways: [String] = []
+        if !protectLabel.isEmpty { ways.append("add \"\(protectLabel)\" to its name or labels") }
+        ways.append("add \(instance.key.id) to PROTECTED_INSTANCES (then restart the daemon)")
+        ways.append(instance.state == .running ? "use its GPU" : "start it and use its GPU")
+        return "to keep it, " + ways.dropLast().joined(separator: ", ") + " or " + ways.last!
     }
 }

@@ -12,6 +12,12 @@ public struct FleetState: Codable, Equatable, Sendable {
     public var instances: [String: InstanceRecord]
     /// Accounts whose last listing failed, so `provider_error` is notified once per outage, not every cycle.
     public var failingAccounts: [String]?
+    /// How many instances each provider (`ProviderName` raw value) returned in its last answered listing, for the
+    /// suspicious-listing guard. Nil in state files written before the guards.
+    public var listingCounts: [String: Int]?
+    /// When each guard alert (`GuardEvent.alertKey`) was last notified, so a lasting condition is notified once a day,
+    /// not every cycle. Nil in state files written before the guards.
+    public var guardAlerts: [String: Date]?
 
     public static let currentSchemaVersion = 1
 
@@ -23,6 +29,17 @@ public struct FleetState: Codable, Equatable, Sendable {
     public subscript(key: InstanceKey) -> InstanceRecord? {
         get { instances[key.description] }
         set { instances[key.description] = newValue }
+    }
+
+    /// Forgets the records of instances no listing has held since `cutoff`, and returns their keys (sorted).
+    ///
+    /// Forgetting resets an instance's clocks should it come back, so a record is kept through short absences (a
+    /// listing that missed it, a provider outage) and forgotten only after a long one.
+    @discardableResult
+    public mutating func forgetInstances(unseenSince cutoff: Date) -> [InstanceKey] {
+        let stale = instances.filter { $0.value.lastSeen < cutoff }.map(\.key).sorted()
+        for key in stale { instances[key] = nil }
+        return stale.compactMap(InstanceKey.init(stateKey:))
     }
 
     /// Records the outcome of an action the runtime attempted.
@@ -57,6 +74,20 @@ public struct StoredSample: Codable, Equatable, Sendable {
     public init(at: Date, utilization: Double?) {
         self.at = at
         self.utilization = utilization
+    }
+}
+
+/// A `delete_notice` sent: for which idle clock, when, and the deletion time it named.
+public struct DeleteNoticeMark: Codable, Equatable, Sendable {
+    /// The idle clock's start (`InstanceRecord.idleSince`) the notice was sent for; a new idle clock re-arms it.
+    public var idleSince: Date
+    public var sentAt: Date
+    public var deleteAt: Date
+
+    public init(idleSince: Date, sentAt: Date, deleteAt: Date) {
+        self.idleSince = idleSince
+        self.sentAt = sentAt
+        self.deleteAt = deleteAt
     }
 }
 
@@ -106,6 +137,15 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
     public var lastAction: ActionMark?
     /// The provider's last start time as last seen; a newer one means someone restarted the instance.
     public var lastStartedAt: Date?
+    /// When it was first seen paused or broken since it last ran; nil while running. Seeing it running again means
+    /// someone started it: its marks and pre-pause samples are cleared.
+    public var stoppedSince: Date?
+    /// The first cycle of the current run of cycles in which it was running with no successful sample.
+    public var failingSince: Date?
+    /// When `unmonitored` was last notified for the current run of failures.
+    public var unmonitoredNotifiedAt: Date?
+    /// The `delete_notice` sent for the current idle clock, if any.
+    public var deleteNotice: DeleteNoticeMark?
 
     public init(firstSeen: Date, state: InstanceState) {
         self.firstSeen = firstSeen
@@ -132,13 +172,35 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
         streakSum = 0
     }
 
-    /// Forgets all idleness: the streak, the idle clock and the pause mark (seen busy, or restarted by someone).
+    /// Forgets all idleness: the streak, the idle clock, the pause mark and the delete notice (seen busy, or
+    /// restarted by someone).
     public mutating func resetIdleness() {
         endStreak()
         idleSince = nil
         pausedAt = nil
+        deleteNotice = nil
+    }
+
+    /// Someone started the instance: forgets its idleness, its marks and the samples taken before, so the whole
+    /// pause window must pass anew. The record of the last action (`lastAction`) stays, as history.
+    public mutating func restarted() {
+        resetIdleness()
+        stoppedSince = nil
+        samples.removeAll()
     }
 
     /// The average utilisation of the current idle streak.
     public var streakAverage: Double? { streakCount > 0 ? streakSum / Double(streakCount) : nil }
+}
+
+extension InstanceKey {
+    /// Parses the `provider/id` form used as a key in the state file; nil for an unknown provider or a malformed key.
+    public init?(stateKey: String) {
+        guard let slash = stateKey.firstIndex(of: "/"),
+            let provider = ProviderName(rawValue: String(stateKey[..<slash]))
+        else { return nil }
+        let id = String(stateKey[stateKey.index(after: slash)...])
+        guard !id.isEmpty else { return nil }
+        self.init(provider: provider, id: id)
+    }
 }
