@@ -79,7 +79,7 @@ struct DaemonTests {
         await rig.ticks(2, from: &state)
         #expect(rig.requests("DELETE") == ["/api/v0/instances/123/"])
         #expect(rig.vast.instances.isEmpty)
-        #expect(rig.notifier.events.map(\.event) == [.pause, .delete])
+        #expect(rig.notifier.events.map(\.event) == [.pause, .deleteNotice, .delete])
         #expect(state.instances.isEmpty)
     }
 
@@ -153,7 +153,8 @@ struct DaemonTests {
         var state = FleetState()
         await rig.ticks(10, from: &state)
         #expect(rig.requests("PUT").isEmpty)
-        #expect(rig.notifier.events.map(\.event) == [.sshUnreachable])
+        // One instance, unreadable: the observer-health breaker says so, and ssh_unreachable is notified once.
+        #expect(rig.notifier.events.map(\.event) == [.breakerTripped, .sshUnreachable])
     }
 
     @Test("a restart of the daemon keeps the idle clock: the saved state carries the streak")

@@ -80,7 +80,8 @@ struct MultiProviderTests {
     @Test("--run-once lists, samples, pauses and deletes across Vast.ai, TensorDock and GCE")
     func pausesAndDeletesEverywhere() async throws {
         let stage = try FleetStage()
-        let (first, _, firstLog) = try await stage.run(["--run-once"])
+        let caps = ["MAX_DELETES_PER_CYCLE": "6"]  // six deletes are planned in the second cycle
+        let (first, _, firstLog) = try await stage.run(["--run-once"], caps)
         #expect(first == 0)
         #expect(firstLog.contains("Cycle complete: 3 running, 3 paused, 0 errors"))
         #expect(
@@ -93,7 +94,7 @@ struct MultiProviderTests {
         #expect(String(decoding: stopBody, as: UTF8.self).contains("disassociate_resources=true"))
 
         // A second cycle: everything stopped has been idle longer than DELETE_THRESHOLD_HOURS=0.
-        let (second, _, secondLog) = try await stage.run(["--run-once"])
+        let (second, _, secondLog) = try await stage.run(["--run-once"], caps)
         #expect(second == 0)
         #expect(secondLog.components(separatedBy: "DELETE ").count - 1 == 6)
         #expect(stage.base.vast.instances.isEmpty)
@@ -111,6 +112,21 @@ struct MultiProviderTests {
         for secret in ["e2e-secret-key", "td-key-secret", "td-token-secret", "gce-token-secret"] {
             #expect(!firstLog.contains(secret) && !secondLog.contains(secret) && !journal.contains(secret))
         }
+    }
+
+    @Test("six deletes planned with MAX_DELETES_PER_CYCLE 3: the breaker trips, nothing is deleted, and it says so")
+    func deleteBreaker() async throws {
+        let stage = try FleetStage()
+        _ = try await stage.run(["--run-once"])
+        let before = stage.actions.count
+        let (status, _, log) = try await stage.run(["--run-once"])
+        #expect(status == 0)
+        #expect(stage.actions.count == before)  // not one delete
+        #expect(log.contains("Breaker tripped: breaker: 6 deletes planned > MAX_DELETES_PER_CYCLE 3"))
+        let events = stage.base.webhook.bodies.compactMap {
+            (try? JSONSerialization.jsonObject(with: $0) as? [String: Any])?["event"] as? String
+        }
+        #expect(events.contains("breaker_tripped"))
     }
 
     @Test("status --json shows every provider's instances with the documented fields")

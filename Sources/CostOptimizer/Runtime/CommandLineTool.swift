@@ -256,6 +256,10 @@ public enum CommandLineTool {
             ("SSH_KEY_PATH", config.ssh.keyPath ?? ""), ("SSH_COMMAND", config.ssh.command),
             ("SSH_CONNECT_TIMEOUT", "\(config.ssh.connectTimeout)"), ("SSH_CONCURRENCY", "\(config.ssh.concurrency)"),
             ("STATE_DIR", config.stateDirectory), ("LOG_LEVEL", config.logLevel.rawValue),
+            ("MAX_PAUSES_PER_CYCLE", "\(config.limits.maxPausesPerCycle)"),
+            ("MAX_DELETES_PER_CYCLE", "\(config.limits.maxDeletesPerCycle)"),
+            ("MAX_ACTION_FRACTION", number(config.limits.maxActionFraction)),
+            ("DELETE_NOTICE_HOURS", number(p.deleteNotice / 3600)),
         ]
         let td = config.tensorDock
         let gcp = config.gcp

@@ -90,11 +90,27 @@ public struct Daemon: Sendable {
         let listing = await list()
         pingWatchdog()
         let blocked = reconcile(listing)
-        var plan = await observeAndPlan(state: state, listing: listing, now: started)
+        let holdFile = hold.activePath()
+        let observed = await observeAndPlan(state: state, listing: listing, now: started)
         pingWatchdog()
+        let guarded = Guards.apply(
+            observed, context: guardContext(listing, hold: holdFile != nil), limits: config.limits, now: started)
+        var plan = guarded.plan
+        for event in guarded.events {
+            if case .breakerTripped = event {
+                logger.error("Breaker tripped: \(event)")
+            } else if event != .hold {
+                logger.warning("Guard: \(event)")
+            }
+        }
+        for event in guarded.notify where event != .hold {
+            await notifier.notify(
+                NotificationEvent(event: .breakerTripped, text: "No action taken: \(event).", reason: "\(event)",
+                                  dryRun: config.dryRun))
+        }
+        for key in guarded.forgotten { logger.info("Forgotten \(key): not listed for a day") }
         var next = plan.nextState
         next = await reportProviderHealth(listing, state: next)
-        let holdFile = hold.activePath()
         var records: [JournalRecord] = []
         for planned in plan.decisions {
             let key = planned.instance.key
@@ -111,13 +127,19 @@ public struct Daemon: Sendable {
             if planned.decision.notifyUnreachable {
                 await notifier.notify(unreachableEvent(planned))
             }
+            if planned.decision.notifyUnmonitored {
+                logger.warning("Unmonitored \(key) (\(planned.instance.name)): \(planned.decision.reason)")
+                await notifier.notify(unmonitoredEvent(planned))
+            }
+            if planned.decision.notifyDeleteNotice {
+                logger.info("Delete notice \(key) (\(planned.instance.name)): \(noticeText(planned))")
+                await notifier.notify(
+                    event(.deleteNotice, planned.instance, reason: planned.decision.reason, dryRun: config.dryRun,
+                          text: noticeText(planned)))
+            }
             guard planned.decision.action != .none else { continue }
             if shutdown.isRequested {
                 logger.info("Action skipped \(key): stopping")
-                continue
-            }
-            if let holdFile {
-                logger.info("Action held \(key): hold file \(holdFile) present: \(planned.decision.reason)")
                 continue
             }
             if let reason = blocked[key] {
@@ -150,6 +172,48 @@ public struct Daemon: Sendable {
     }
 
     // MARK: - Steps
+
+    /// What the guards need from the listing: per provider, how many instances it listed, for the providers whose
+    /// every account answered (a provider with a failed account is left out: nothing is concluded about it).
+    func guardContext(_ listing: Listing, hold: Bool) -> GuardContext {
+        let failed = Set(listing.errors.compactMap { f in providers.first { $0.account == f.provider }?.name })
+        var listed: [ProviderName: Int] = [:]
+        for provider in providers where !failed.contains(provider.name) { listed[provider.name] = 0 }
+        for instance in listing.instances where listed[instance.key.provider] != nil {
+            listed[instance.key.provider, default: 0] += 1
+        }
+        return GuardContext(hold: hold, listed: listed)
+    }
+
+    /// Right before acting: fetch the instance again and, if it runs, take one more sample. Any change since the
+    /// listing (gone, now protected, restarted, another state, busy, unreadable) cancels the action with the reason.
+    /// Dry run goes through the same check.
+    func recheck(_ planned: PlannedDecision, provider: any GPUProvider) async -> String? {
+        let instance = planned.instance
+        let action = planned.decision.action
+        let fresh: Instance?
+        do { fresh = try await provider.instance(instance) } catch {
+            return "re-check failed, so nothing is done: \(error)"
+        }
+        guard let fresh else { return "gone before the \(action.rawValue)" }
+        if let reason = config.policy.protectionReason(for: fresh) { return "now \(reason)" }
+        if fresh.state != instance.state || fresh.gpuReserved != instance.gpuReserved {
+            return "state changed since the listing: \(instance.state.rawValue) → \(fresh.state.rawValue) "
+                + "(\(fresh.providerStatus))"
+        }
+        if let now = fresh.startedAt, let then = instance.startedAt, now > then { return "restarted since the listing" }
+        if action == .delete && fresh.deletionProtected { return "deletion protection is on" }
+        if fresh.state == .running {
+            let sample = await sampler.sample([fresh])[fresh.key]
+            guard case .ok? = sample, let utilization = sample?.utilization else {
+                return "no GPU reading on re-check: \(sample.map { "\($0)" } ?? "not sampled")"
+            }
+            guard utilization < config.policy.pauseThresholdGPU else {
+                return "busy on re-check: GPU \(String(format: "%.1f", utilization))%"
+            }
+        }
+        return nil
+    }
 
     private func pingWatchdog() {
         if service.watchdogInterval != nil { _ = service.watchdog() }
@@ -270,13 +334,17 @@ public struct Daemon: Sendable {
         let verb = action == .pause ? "PAUSE" : "DELETE"
         let line = "\(instance.key) (\(instance.gpuModel ?? "GPU")): \(planned.decision.reason)"
         let now = clock.now()
+        if config.dryRun, let mark = state[instance.key]?.lastAction, mark.dryRun, mark.action == action,
+            let since = state[instance.key]?.idleSince, mark.at >= since
+        {
+            logger.debug("DRY RUN \(verb) already reported \(line)")
+            return nil
+        }
+        if let reason = await recheck(planned, provider: provider) {
+            logger.info("Action skipped \(verb) \(instance.key): \(reason)")
+            return nil
+        }
         if config.dryRun {
-            if let mark = state[instance.key]?.lastAction, mark.dryRun, mark.action == action,
-                let since = state[instance.key]?.idleSince, mark.at >= since
-            {
-                logger.debug("DRY RUN \(verb) already reported \(line)")
-                return nil
-            }
             logger.info("DRY RUN \(verb) \(line)")
             let record = journalRecord(planned, now: now, result: "dry_run", error: nil)
             appendJournal(record)
@@ -366,6 +434,21 @@ public struct Daemon: Sendable {
         }
         return event(
             isPause ? .pause : .delete, instance, reason: planned.decision.reason, dryRun: dryRun, text: text)
+    }
+
+    private func noticeText(_ planned: PlannedDecision) -> String {
+        let when = planned.decision.deleteAt.map { $0.formatted(.iso8601) } ?? "soon"
+        return "\(describe(planned.instance)) will be deleted at \(when) (\(planned.decision.reason)). "
+            + "To keep it: \(config.policy.howToKeep(planned.instance))."
+    }
+
+    private func unmonitoredEvent(_ planned: PlannedDecision) -> NotificationEvent {
+        let since = planned.decision.unmonitoredSince.map { " since \($0.formatted(.iso8601))" } ?? ""
+        return event(
+            .unmonitored, planned.instance, reason: planned.decision.reason, dryRun: config.dryRun,
+            text:
+                "cost-optimizer cannot read the GPUs of \(describe(planned.instance))\(since): "
+                + "\(planned.decision.reason). It cannot pause it while this lasts.")
     }
 
     private func unreachableEvent(_ planned: PlannedDecision) -> NotificationEvent {
