@@ -25,10 +25,18 @@ struct Rig {
             memoryUsedMiB: 20000, memoryTotalMiB: 24564, temperature: 70)
     ])
 
-    init(environment: [String: String] = [:], label: String? = "notebook", answer: String = Rig.idle) throws {
+    init(
+        environment: [String: String] = [:], label: String? = "notebook", answer: String = Rig.idle,
+        onReread: (@Sendable (VastSimulator) -> Void)? = nil
+    ) throws {
         vast.add(
             SimulatedVastInstance(id: 123, label: label, dphTotal: 0.4, startDate: 1_800_000_000 - 7200, sshPort: 29558))
-        transport = FakeHTTPTransport(handler: vast.handle)
+        let vast = self.vast
+        transport = FakeHTTPTransport { request in
+            // The single-instance read is the re-check right before acting: the world may change just then.
+            if request.method == "GET", request.url.absoluteString.contains("/api/v0/instances/123/") { onReread?(vast) }
+            return await vast.handle(request)
+        }
         runner = FakeCommandRunner { _ in .success(CommandResult(status: 0, stdout: Data(answer.utf8))) }
         let config = try Config.parse(
             environment: ["VAST_API_KEY": "k-secret-123", "VAST_API_URL": "https://console.vast.ai"].merging(
@@ -111,6 +119,32 @@ struct DaemonTests {
         #expect(rig.requests("PUT").isEmpty && rig.requests("DELETE").isEmpty)
         #expect(rig.store.journal.isEmpty)
         #expect(rig.notifier.events.isEmpty)
+    }
+
+    @Test(
+        "a protect label added between plan and act stops the action, in dry run and in the real run",
+        arguments: ["true", "false"])
+    func protectedBetweenPlanAndAct(dryRun: String) async throws {
+        let rig = try Rig(
+            environment: ["DRY_RUN": dryRun, "PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"],
+            onReread: { vast in _ = vast.update(id: 123) { $0.label = "now-KEEP" } })
+        var state = FleetState()
+        await rig.ticks(1, from: &state)
+        #expect(rig.requests("GET").contains("/api/v0/instances/123/"))  // the re-check happened
+        #expect(rig.requests("PUT").isEmpty)
+        #expect(rig.store.journal.isEmpty)
+        #expect(rig.notifier.events.isEmpty)
+    }
+
+    @Test("an instance that turned busy between plan and act is not paused")
+    func busyBetweenPlanAndAct() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        rig.runner.enqueue(.success(CommandResult(status: 0, stdout: Data(Rig.idle.utf8))))
+        rig.runner.setHandler { _ in .success(CommandResult(status: 0, stdout: Data(Rig.busy.utf8))) }
+        var state = FleetState()
+        await rig.ticks(1, from: &state)
+        #expect(rig.runner.commands.count == 2)  // the cycle's sample, then the re-sample before acting
+        #expect(rig.requests("PUT").isEmpty)
     }
 
     @Test("a pause refused with success:false is journaled as failed, notified, and retried next cycle")
