@@ -11,6 +11,10 @@ final class StageControl: Sendable {
     let putDelay = Atomic<Int>(0)
     /// PUTs that reached the server (before their delay).
     let putsStarted = Atomic<Int>(0)
+    /// Seconds every DELETE waits before the simulator applies it.
+    let deleteDelay = Atomic<Int>(0)
+    /// DELETEs that reached the server (before their delay).
+    let deletesStarted = Atomic<Int>(0)
 }
 
 /// The built `cost-optimizer` executable against the loopback Vast server, a fake ssh program and a webhook
@@ -35,6 +39,11 @@ final class Stage: @unchecked Sendable {
         let control = self.control
         server = try LoopbackHTTPServer.start { request in
             if request.url.path.hasPrefix("/hooks") { return await webhook.handle(request) }
+            if request.method == "DELETE" {
+                control.deletesStarted.add(1, ordering: .relaxed)
+                let delay = control.deleteDelay.load(ordering: .relaxed)
+                if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000_000) }
+            }
             if request.method == "PUT" {
                 control.putsStarted.add(1, ordering: .relaxed)
                 let delay = control.putDelay.load(ordering: .relaxed)
