@@ -147,6 +147,36 @@ struct DaemonTests {
         #expect(rig.requests("PUT").isEmpty)
     }
 
+    @Test("a pause the provider accepts but never applies is sent again twice, then reported as action_failed")
+    func unconfirmedPause() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        rig.vast.enqueueFault(
+            method: "PUT", pathPrefix: "/api/v0/instances/",
+            response: HTTPResponse(status: 200, body: Data(#"{"success":true}"#.utf8)), times: 3)
+        var state = FleetState()
+        await rig.ticks(1, from: &state)
+        #expect(rig.requests("PUT").count == 1)
+        #expect(state[InstanceKey(provider: .vast, id: "123")]?.pauseCheck?.attempts == 1)
+        await rig.ticks(2, from: &state)
+        #expect(rig.requests("PUT").count == 3)  // one more per cycle, never two in one cycle
+        #expect(!rig.notifier.events.map(\.event).contains(.actionFailed))
+        await rig.ticks(1, from: &state)
+        #expect(rig.notifier.events.map(\.event).contains(.actionFailed))
+        // With PAUSE_WINDOW_MINUTES=0 the engine plans a fresh pause at once; the provider now applies it.
+        #expect(rig.requests("PUT").count == 4)
+        #expect(rig.vast.instances.first?.actualStatus == "stopped")
+    }
+
+    @Test("a pause seen to take effect on the next listing is confirmed and not sent again")
+    func confirmedPause() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
+        var state = FleetState()
+        await rig.ticks(2, from: &state)
+        #expect(rig.requests("PUT").count == 1)
+        #expect(state[InstanceKey(provider: .vast, id: "123")]?.pauseCheck == nil)
+        #expect(!rig.notifier.events.map(\.event).contains(.actionFailed))
+    }
+
     @Test("a pause refused with success:false is journaled as failed, notified, and retried next cycle")
     func failedPauseRetried() async throws {
         let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])

@@ -112,6 +112,9 @@ public struct Daemon: Sendable {
         var next = plan.nextState
         next = await reportProviderHealth(listing, state: next)
         var records: [JournalRecord] = []
+        if holdFile == nil && !shutdown.isRequested {
+            records += await verifyPauses(listing, blocked: blocked, state: &next)
+        }
         for planned in plan.decisions {
             let key = planned.instance.key
             if planned.decision.unsampled {
@@ -146,6 +149,10 @@ public struct Daemon: Sendable {
                 logger.error("Action skipped \(key): \(reason)")
                 continue
             }
+            if planned.decision.action == .pause, next[key]?.pauseCheck != nil {
+                logger.debug("Action skipped \(key): a pause was sent; waiting to see it take effect")
+                continue
+            }
             guard let provider = listing.owners[key] else { continue }
             if let record = await act(planned, provider: provider, state: &next) { records.append(record) }
             pingWatchdog()
@@ -172,6 +179,55 @@ public struct Daemon: Sendable {
     }
 
     // MARK: - Steps
+
+    /// Confirms on this listing that the pauses accepted earlier took effect. Still running: the pause is sent again
+    /// (once a cycle, at most `pauseAttempts` in all), then `action_failed` is notified. Seen stopped: confirmed. A
+    /// user's later restart is not ours to undo: the check ends as soon as the stop is seen.
+    func verifyPauses(_ listing: Listing, blocked: [InstanceKey: String], state: inout FleetState) async
+        -> [JournalRecord]
+    {
+        var records: [JournalRecord] = []
+        for instance in listing.instances {
+            guard let check = state[instance.key]?.pauseCheck, blocked[instance.key] == nil else { continue }
+            switch instance.state {
+            case .paused:
+                state[instance.key]?.pauseCheck = nil
+                logger.debug("Pause confirmed \(instance.key)")
+            case .transitional:
+                continue
+            case .running:
+                if check.attempts >= Daemon.pauseAttempts || config.policy.protectionReason(for: instance) != nil {
+                    state[instance.key]?.pauseCheck = nil
+                    let detail = "still running after \(check.attempts) accepted pause calls"
+                    logger.error("Action failed PAUSE \(instance.key): \(detail)")
+                    await notifier.notify(
+                        event(
+                            .actionFailed, instance, reason: detail, dryRun: false,
+                            text: "Could not pause \(describe(instance)): \(detail). Check it in the provider's console."))
+                    continue
+                }
+                logger.warning(
+                    "Pause not confirmed \(instance.key): still running, sending it again "
+                        + "(attempt \(check.attempts + 1) of \(Daemon.pauseAttempts))")
+                guard let provider = listing.owners[instance.key] else { continue }
+                let planned = PlannedDecision(
+                    instance: instance,
+                    decision: Decision(action: .pause, reason: "pause not confirmed: still running"), protected: false)
+                if let record = await act(planned, provider: provider, state: &state, recheck: false) {
+                    records.append(record)
+                }
+                if state[instance.key]?.pauseCheck != nil {
+                    state[instance.key]?.pauseCheck = PauseCheck(since: clock.now(), attempts: check.attempts + 1)
+                }
+            case .broken, .unknown:
+                state[instance.key]?.pauseCheck = nil
+            }
+        }
+        return records
+    }
+
+    /// How many accepted pause calls the daemon makes before it reports that an instance will not stop.
+    public static let pauseAttempts = 3
 
     /// What the guards need from the listing: per provider, how many instances it listed, for the providers whose
     /// every account answered (a provider with a failed account is left out: nothing is concluded about it).
@@ -328,7 +384,9 @@ public struct Daemon: Sendable {
     }
 
     /// Pauses or deletes one instance (or, in dry run, records that it would have), journals and notifies.
-    func act(_ planned: PlannedDecision, provider: any GPUProvider, state: inout FleetState) async -> JournalRecord? {
+    func act(_ planned: PlannedDecision, provider: any GPUProvider, state: inout FleetState, recheck: Bool = true) async
+        -> JournalRecord?
+    {
         let instance = planned.instance
         let action = planned.decision.action
         let verb = action == .pause ? "PAUSE" : "DELETE"
@@ -340,7 +398,7 @@ public struct Daemon: Sendable {
             logger.debug("DRY RUN \(verb) already reported \(line)")
             return nil
         }
-        if let reason = await recheck(planned, provider: provider) {
+        if recheck, let reason = await self.recheck(planned, provider: provider) {
             logger.info("Action skipped \(verb) \(instance.key): \(reason)")
             return nil
         }
@@ -370,6 +428,9 @@ public struct Daemon: Sendable {
             let record = intent.resolution(JournalResult.ok, at: clock.now())
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: true)
+            if action == .pause, instance.state == .running {
+                state[instance.key]?.pauseCheck = PauseCheck(since: now, attempts: 1)
+            }
             await notifier.notify(actionEvent(planned, dryRun: false))
             return record
         } catch {

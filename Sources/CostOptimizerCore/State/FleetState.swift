@@ -137,6 +137,8 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
     public var lastAction: ActionMark?
     /// The provider's last start time as last seen; a newer one means someone restarted the instance.
     public var lastStartedAt: Date?
+    /// Set when the daemon's pause was accepted and not yet seen take effect; cleared once it is seen stopped.
+    public var pauseCheck: PauseCheck?
     /// When it was first seen paused or broken since it last ran; nil while running. Seeing it running again means
     /// someone started it: its marks and pre-pause samples are cleared.
     public var stoppedSince: Date?
@@ -191,6 +193,19 @@ public struct InstanceRecord: Codable, Equatable, Sendable {
 
     /// The average utilisation of the current idle streak.
     public var streakAverage: Double? { streakCount > 0 ? streakSum / Double(streakCount) : nil }
+}
+
+/// A pause the provider accepted but that no listing has shown yet.
+public struct PauseCheck: Codable, Equatable, Sendable {
+    /// When the last pause call was accepted.
+    public var since: Date
+    /// Pause calls made so far (the first included).
+    public var attempts: Int
+
+    public init(since: Date, attempts: Int) {
+        self.since = since
+        self.attempts = attempts
+    }
 }
 
 extension InstanceKey {
