@@ -84,8 +84,16 @@ public struct Daemon: Sendable {
         try store.load() ?? FleetState()
     }
 
-    /// One whole cycle; the state is saved before it returns.
+    /// One whole cycle; the state is saved before it returns. Provider retries stop at the cycle's time budget: the
+    /// larger of two check intervals and five minutes (a GCE operation may take that long).
     public func tick(state: FleetState) async -> CycleReport {
+        let budget = max(2 * config.checkInterval, 300)
+        return await RetryPolicy.$deadline.withValue(clock.now().addingTimeInterval(budget)) {
+            await cycle(state: state)
+        }
+    }
+
+    private func cycle(state: FleetState) async -> CycleReport {
         let started = clock.now()
         let listing = await list()
         pingWatchdog()

@@ -51,6 +51,10 @@ public struct StatusReport: Codable, Sendable {
         public var managed: Bool
         public var ssh: SSH?
         public var idleSince: String?
+        /// When the engine will delete it if nothing changes (the delete notice's time), or nil.
+        public var deleteAt: String?
+        /// Since when a running instance gave no GPU reading, once that has lasted an hour: it is unmonitored.
+        public var unmonitoredSince: String?
         public var metrics: Metrics
         public var decision: DecisionView
 
@@ -63,6 +67,8 @@ public struct StatusReport: Codable, Sendable {
             case hourlyCostEstimated = "hourly_cost_estimated"
             case createdAt = "created_at"
             case idleSince = "idle_since"
+            case deleteAt = "delete_at"
+            case unmonitoredSince = "unmonitored_since"
         }
 
         // Encode nil as null so every documented field is present.
@@ -83,6 +89,8 @@ public struct StatusReport: Codable, Sendable {
             try c.encode(managed, forKey: .managed)
             try c.encode(ssh, forKey: .ssh)
             try c.encode(idleSince, forKey: .idleSince)
+            try c.encode(deleteAt, forKey: .deleteAt)
+            try c.encode(unmonitoredSince, forKey: .unmonitoredSince)
             try c.encode(metrics, forKey: .metrics)
             try c.encode(decision, forKey: .decision)
         }
@@ -107,6 +115,8 @@ public struct StatusReport: Codable, Sendable {
                 managed: instance.managed,
                 ssh: instance.ssh.map { Entry.SSH(host: $0.host, port: $0.port, user: $0.user) },
                 idleSince: record?.idleSince.map(StatusReport.iso8601),
+                deleteAt: planned.decision.deleteAt.map(StatusReport.iso8601),
+                unmonitoredSince: planned.decision.unmonitoredSince.map(StatusReport.iso8601),
                 metrics: Entry.Metrics(
                     gpuUtilization: samples[instance.key]?.utilization, gpus: gpus,
                     idleSamples: record?.streakCount ?? 0, windowSamples: record?.samples.count ?? 0,
