@@ -133,7 +133,7 @@ public enum Demo {
         let journal = (try? FileStateStore(directory: config.stateDirectory, logger: .silent))?.journal() ?? []
         print(summary(machines, vast: vast, journal: journal, report: lastReport, clock: clock))
         print(
-            "\(journal.count) actions journaled, \(webhook.bodies.count) webhook notifications posted; "
+            "\(journal.filter { !$0.isIntent }.count) actions journaled, \(webhook.bodies.count) webhook notifications posted; "
                 + String(format: "ran in %.1f s of real time.", Date().timeIntervalSince(started)))
         return ExitStatus.ok
     }

@@ -507,8 +507,9 @@ public struct Daemon: Sendable {
 
     private func noticeText(_ planned: PlannedDecision) -> String {
         let when = planned.decision.deleteAt.map { $0.formatted(.iso8601) } ?? "soon"
+        let howToKeep = config.policy.howToKeep(planned.instance)
         return "\(describe(planned.instance)) will be deleted at \(when) (\(planned.decision.reason)). "
-            + "To keep it: \(config.policy.howToKeep(planned.instance))."
+            + howToKeep.prefix(1).uppercased() + howToKeep.dropFirst() + "."
     }
 
     private func unmonitoredEvent(_ planned: PlannedDecision) -> NotificationEvent {
