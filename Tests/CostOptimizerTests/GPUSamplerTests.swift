@@ -156,16 +156,53 @@ struct GPUSamplerTests {
     func status255() async {
         let runner = FakeCommandRunner(
             answer: FakeCommandRunner.byHost(
-                ["10.0.0.2": .success(.sshFailure("Host key verification failed."))],
+                ["10.0.0.2": .success(.sshFailure("ssh: connect to host 10.0.0.2 port 22: Connection refused"))],
                 otherwise: .success(.probe([.idle]))))
         let sink = SamplerTestLogSink()
         let sampler = Self.sampler(runner, logger: Logger(level: .debug, sink: sink))
         let results = await sampler.sample([Self.instance("1"), Self.instance("2", host: "10.0.0.2")])
-        #expect(results[InstanceKey(provider: .vast, id: "2")] == .failed("ssh failed (status 255): Host key verification failed."))
+        #expect(
+            results[InstanceKey(provider: .vast, id: "2")]
+                == .failed("ssh failed (status 255): ssh: connect to host 10.0.0.2 port 22: Connection refused"))
         #expect(results[InstanceKey(provider: .vast, id: "1")]?.utilization == 1)
-        #expect(sink.messages(.warning) == ["GPU sample failed vast/2: ssh failed (status 255): Host key verification failed."])
+        #expect(
+            sink.messages(.warning) == [
+                "GPU sample failed vast/2: ssh failed (status 255): ssh: connect to host 10.0.0.2 port 22: Connection refused"
+            ])
+        #expect(sink.messages(.error).isEmpty)
         #expect(sink.messages(.debug).count == 2)
         #expect(sink.messages(.debug).allSatisfy { !$0.contains("ssh_key") && !$0.contains("k-secret") })
+    }
+
+    @Test(
+        "a changed host key is a failed sample saying so, and an error naming the alias and the known_hosts file",
+        arguments: [
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+                + "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
+                + "Host key for vast-7 has changed and you have requested strict checking.\n"
+                + "Host key verification failed.",
+            "Host key verification failed.",
+        ])
+    func hostKeyChanged(stderr: String) async {
+        let runner = FakeCommandRunner(queue: [.success(.sshFailure(stderr))])
+        let sink = SamplerTestLogSink()
+        let result = await Self.sampler(runner, logger: Logger(level: .debug, sink: sink)).sample(Self.instance("7"))
+        #expect(result == .failed(GPUSampler.hostKeyChangedReason))
+        #expect(GPUSampler.hostKeyChangedReason.hasPrefix("host key changed"))
+        #expect(result.utilization == nil)
+        #expect(
+            sink.messages(.error) == [
+                "Host key changed vast/7: refusing to sample; if the instance was rebuilt, remove the line \"vast-7\""
+                    + " from /var/lib/cost-optimizer/known_hosts"
+            ])
+        #expect(sink.messages(.warning).isEmpty)
+    }
+
+    @Test("the phrase in the remote command's own stderr (not ssh's status 255) is not a changed host key")
+    func hostKeyPhraseFromRemote() {
+        let remote = CommandResult(status: 1, stderr: Data("Host key verification failed.\n".utf8))
+        #expect(!GPUSampler.showsChangedHostKey(remote))
+        #expect(GPUSampler.interpret(remote) == .failed("remote command failed (status 1); stderr: Host key verification failed."))
     }
 
     @Test("the captured bursty output through ssh is ok with the buffer average")

@@ -62,6 +62,54 @@ struct RealSSHTests {
     }
 
     @Test(
+        "a rebuilt instance's changed host key is failed (never ok) with an error; a new instance on the recycled address is ok",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func changedHostKey() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        try await SSHServer.with(nvidiaSmi: Self.captures) { server in
+            let sink = CapturingSink()
+            let sampler = server.sampler(logger: Logger(level: .warning, sink: sink))
+            let knownHostsPath = server.directory + "/known_hosts"
+            let rebuilt = Self.instance("1001", port: server.port)
+            let before = await sampler.sample(rebuilt)
+            #expect(before.utilization == 7, "host key A: expected an ok sample, got \(before)")
+            let keyA = try server.hostPublicKey()
+            #expect(try Self.knownHosts(knownHostsPath) == ["vast-1001": keyA])
+
+            try await server.restartWithNewHostKey()
+            let keyB = try server.hostPublicKey()
+            #expect(keyB != keyA)
+
+            let after = await sampler.sample(rebuilt)
+            guard case .failed(let reason) = after else {
+                Issue.record("a changed host key for the same instance must be a failed sample, got \(after)")
+                return
+            }
+            #expect(reason.contains("host key changed"), "reason: \(reason)")
+            #expect(
+                sink.captured == [
+                    "error: Host key changed vast/1001: refusing to sample; if the instance was rebuilt, remove the line"
+                        + " \"vast-1001\" from \(knownHostsPath)"
+                ])
+
+            let recycled = await sampler.sample(Self.instance("1002", port: server.port))
+            #expect(recycled.utilization == 7, "a new instance on the recycled address: expected ok, got \(recycled)")
+            #expect(try Self.knownHosts(knownHostsPath) == ["vast-1001": keyA, "vast-1002": keyB])
+        }
+    }
+
+    /// known_hosts as alias → "type base64".
+    static func knownHosts(_ path: String) throws -> [String: String] {
+        var entries: [String: String] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3 else { continue }
+            entries[String(fields[0])] = "\(fields[1]) \(fields[2])"
+        }
+        return entries
+    }
+
+    @Test(
         "a real sshd whose nvidia-smi finds no device (status 6): failed",
         .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
     func noDevices() async throws {
@@ -121,6 +169,8 @@ struct RealSSHTests {
 struct SSHServer: Sendable {
     let directory: String
     let port: Int
+    /// sshd's pid; a restart (SIGHUP) keeps it.
+    let pid: pid_t
 
     static var userName: String {
         guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return "root" }
@@ -147,7 +197,7 @@ struct SSHServer: Sendable {
                 lastFailure = "sshd did not start on port \(port): \(stderr ?? "no output")"
                 continue
             }
-            let server = SSHServer(directory: directory, port: port)
+            let server = SSHServer(directory: directory, port: port, pid: pid)
             var failure: (any Error)?
             do {
                 try await body(server)
@@ -164,12 +214,40 @@ struct SSHServer: Sendable {
     }
 
     /// The sampler, with the throwaway client key and a known_hosts file in the server's directory.
-    func sampler() -> GPUSampler {
+    func sampler(logger: Logger = .silent) -> GPUSampler {
         GPUSampler(
             runner: ProcessCommandRunner(),
             settings: SSHSettings(
                 command: RealSSHTests.ssh, keyPath: directory + "/client_key", connectTimeout: 5, concurrency: 4),
-            knownHostsPath: directory + "/known_hosts", logger: .silent)
+            knownHostsPath: directory + "/known_hosts", logger: logger)
+    }
+
+    /// The server's host public key as "type base64", as known_hosts records it.
+    func hostPublicKey() throws -> String {
+        let fields = try String(contentsOfFile: directory + "/host_key.pub", encoding: .utf8).split(separator: " ")
+        return "\(fields[0]) \(fields[1])"
+    }
+
+    /// Restarts sshd on the same port with a new host key, as a rebuilt instance comes back: a fresh key from
+    /// ssh-keygen, then SIGHUP (sshd re-executes itself, keeping its pid, and loads the new key).
+    func restartWithNewHostKey() async throws {
+        let files = FileManager.default
+        for file in ["host_key", "host_key.pub"] { try files.removeItem(atPath: directory + "/" + file) }
+        try await Self.generateKey(directory + "/host_key")
+        try? files.removeItem(atPath: directory + "/sshd.pid")
+        #expect(kill(pid, SIGHUP) == 0)
+        let restarted = await Self.waitForPidFile(directory + "/sshd.pid")
+        try #require(restarted == pid, "sshd did not come back on port \(port) after SIGHUP")
+    }
+
+    static func generateKey(_ path: String) async throws {
+        let result = try await ProcessCommandRunner().run(
+            Command(
+                executable: RealSSHTests.keygen, arguments: ["-q", "-t", "ed25519", "-N", "", "-f", path],
+                environment: ["PATH": "/usr/bin:/bin"]))
+        guard result.status == 0 else {
+            throw CommandError.launchFailed(executable: "ssh-keygen", detail: String(decoding: result.stderr, as: UTF8.self))
+        }
     }
 
     static func makeDirectory(nvidiaSmi: String) async throws -> String {
@@ -182,14 +260,7 @@ struct SSHServer: Sendable {
             try files.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
         }
         for key in ["host_key", "client_key"] {
-            let result = try await ProcessCommandRunner().run(
-                Command(
-                    executable: RealSSHTests.keygen, arguments: ["-q", "-t", "ed25519", "-N", "", "-f", "\(directory)/\(key)"],
-                    environment: ["PATH": "/usr/bin:/bin"]))
-            guard result.status == 0 else {
-                throw CommandError.launchFailed(
-                    executable: "ssh-keygen", detail: String(decoding: result.stderr, as: UTF8.self))
-            }
+            try await generateKey("\(directory)/\(key)")
         }
         try files.copyItem(atPath: directory + "/client_key.pub", toPath: directory + "/authorized_keys")
         try files.copyItem(

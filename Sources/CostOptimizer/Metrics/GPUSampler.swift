@@ -22,7 +22,8 @@ public struct GPUSampler: Sendable {
     public let settings: SSHSettings
     /// The sampler's own known_hosts file (`STATE_DIR/known_hosts`), keyed by `<provider>-<id>` aliases.
     public let knownHostsPath: String
-    /// Gets one debug line per sample and a warning per failure; never a key, a secret or the argv.
+    /// Gets one debug line per sample and a warning per failure (an error for a changed host key); never a key, a
+    /// secret or the argv.
     public let logger: Logger
     /// The child's whole environment: `PATH`, `LANG=C` and `HOME` (when set), never the daemon's secrets.
     public let childEnvironment: [String: String]
@@ -34,7 +35,7 @@ public struct GPUSampler: Sendable {
     ///   - runner: starts ssh.
     ///   - settings: `SSH_COMMAND`, `SSH_KEY_PATH`, `SSH_CONNECT_TIMEOUT`, `SSH_CONCURRENCY`.
     ///   - knownHostsPath: the file ssh records host keys in.
-    ///   - logger: one debug line per sample, a warning per failure.
+    ///   - logger: one debug line per sample, a warning per failure, an error for a changed host key.
     ///   - environment: the daemon's environment, from which only `PATH` and `HOME` are passed on.
     public init(
         runner: any CommandRunner, settings: SSHSettings, knownHostsPath: String, logger: Logger,
@@ -81,6 +82,7 @@ public struct GPUSampler: Sendable {
         let key = instance.key
         let started = ContinuousClock.now
         let result: SampleResult
+        var hostKeyChanged = false
         switch command(for: instance) {
         case .failure(let refusal):
             result = .failed(refusal.reason)
@@ -89,7 +91,9 @@ public struct GPUSampler: Sendable {
                 result = .failed("not sampled: the cycle was cancelled")
             } else {
                 do {
-                    result = Self.interpret(try await runner.run(command))
+                    let output = try await runner.run(command)
+                    hostKeyChanged = Self.showsChangedHostKey(output)
+                    result = Self.interpret(output)
                 } catch {
                     result = .failed("ssh call failed: \(error)")
                 }
@@ -103,7 +107,13 @@ public struct GPUSampler: Sendable {
             logger.debug("GPU sample \(key): ok in \(seconds), \(gpus.count) GPU(s), utilization \(utilization)%")
         case .failed(let reason):
             logger.debug("GPU sample \(key): failed in \(seconds)")
-            logger.warning("GPU sample failed \(key): \(reason)")
+            if hostKeyChanged {
+                logger.error(
+                    "Host key changed \(key): refusing to sample; if the instance was rebuilt, remove the line"
+                        + " \"\(Self.hostKeyAlias(for: key))\" from \(knownHostsPath)")
+            } else {
+                logger.warning("GPU sample failed \(key): \(reason)")
+            }
         }
         return result
     }
@@ -134,7 +144,7 @@ public struct GPUSampler: Sendable {
         var options = [
             "BatchMode=yes", "ConnectTimeout=\(settings.connectTimeout)", "ConnectionAttempts=1",
             "StrictHostKeyChecking=accept-new", "UserKnownHostsFile=\(knownHostsPath)", "GlobalKnownHostsFile=/dev/null",
-            "HostKeyAlias=\(instance.key.provider.rawValue)-\(instance.key.id)", "UpdateHostKeys=no", "CheckHostIP=no",
+            "HostKeyAlias=\(Self.hostKeyAlias(for: instance.key))", "UpdateHostKeys=no", "CheckHostIP=no",
             "ServerAliveInterval=10", "ServerAliveCountMax=3",
         ]
         if let keyPath = settings.keyPath {
@@ -152,13 +162,36 @@ public struct GPUSampler: Sendable {
         return .success(arguments)
     }
 
+    /// The name ssh records an instance's host key under in `knownHostsPath`: `<provider>-<id>`, so a recycled IP
+    /// given to a new instance is a new entry, not a key mismatch.
+    public static func hostKeyAlias(for key: InstanceKey) -> String {
+        "\(key.provider.rawValue)-\(key.id)"
+    }
+
+    /// The reason of a sample ssh refused because the instance's host key differs from the recorded one.
+    public static let hostKeyChangedReason =
+        "host key changed: ssh refused to connect because the instance's host key differs from the recorded one"
+
+    /// True when ssh itself failed (status 255) because the host key did not match the recorded one: its stderr says
+    /// "REMOTE HOST IDENTIFICATION HAS CHANGED" or "Host key verification failed".
+    public static func showsChangedHostKey(_ result: CommandResult) -> Bool {
+        guard !result.signaled, result.status == 255 else { return false }
+        let stderr = String(decoding: result.stderr, as: UTF8.self)
+        return stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || stderr.contains("Host key verification failed")
+    }
+
     /// Turns what ssh returned into a sample: killed by a signal or status 255 is ssh's own failure (with the first
-    /// line of its stderr); anything else is the probe's output, parsed by `NvidiaSmiProbe.parse`.
+    /// line of its stderr, or `hostKeyChangedReason` for a changed host key); anything else is the probe's output,
+    /// parsed by `NvidiaSmiProbe.parse`.
     public static func interpret(_ result: CommandResult) -> SampleResult {
         let stderrLine = String(decoding: result.stderr, as: UTF8.self).split(separator: "\n").lazy
             .map(\.trimmed).first { !$0.isEmpty }
         if result.signaled {
             return .failed("ssh was killed by signal \(result.status)")
+        }
+        if showsChangedHostKey(result) {
+            return .failed(hostKeyChangedReason)
         }
         if result.status == 255 {
             return .failed(withDetail("ssh failed (status 255)", stderrLine))
