@@ -34,7 +34,9 @@ struct GCEIntegrationTests {
         /// A cached metadata-server token source pointed at the simulator.
         func metadataTokens() -> CachingTokenSource {
             CachingTokenSource(
-                MetadataTokenSource(host: metadataHost, transport: transport, clock: clock), clock: clock)
+                // A generous request timeout: over loopback on a loaded 2-core CI machine, not a timing check.
+                MetadataTokenSource(host: metadataHost, transport: transport, clock: clock, timeout: 60),
+                clock: clock)
         }
     }
 

@@ -36,12 +36,12 @@ struct SystemdUnitTests {
     @Test(
         "systemd-analyze verify accepts the unit with no complaint about it",
         .enabled(if: SystemdUnitTests.analyzer != nil || SystemdUnitTests.isCI, SystemdUnitTests.skipComment))
-    func verifyIsClean() throws {
+    func verifyIsClean() async throws {
         guard let analyzer = Self.analyzer else {
             Issue.record("CI=true but systemd-analyze is not installed: .ci/run installs the systemd package")
             return
         }
-        let result = try Self.verify(unitText: try Self.unitWithExistingExecStart(), analyzer: analyzer)
+        let result = try await Self.verify(unitText: try Self.unitWithExistingExecStart(), analyzer: analyzer)
         #expect(result.status == 0, "systemd-analyze verify exited \(result.status):\n\(result.output)")
         #expect(result.complaints.isEmpty, "systemd-analyze verify complained about the unit:\n\(result.output)")
     }
@@ -49,7 +49,7 @@ struct SystemdUnitTests {
     @Test(
         "the verify check fails on a unit with an unknown key",
         .enabled(if: SystemdUnitTests.analyzer != nil || SystemdUnitTests.isCI, SystemdUnitTests.skipComment))
-    func verifyCheckHasTeeth() throws {
+    func verifyCheckHasTeeth() async throws {
         guard let analyzer = Self.analyzer else {
             Issue.record("CI=true but systemd-analyze is not installed: .ci/run installs the systemd package")
             return
@@ -57,7 +57,7 @@ struct SystemdUnitTests {
         // systemd-analyze verify exits 0 on an unknown key and only warns, so the check must read its output.
         let unit = try Self.unitWithExistingExecStart().replacingOccurrences(
             of: "\n[Service]\n", with: "\n[Service]\nNoSuchHardeningKey=yes\n")
-        let result = try Self.verify(unitText: unit, analyzer: analyzer)
+        let result = try await Self.verify(unitText: unit, analyzer: analyzer)
         #expect(
             result.complaints.contains { $0.contains("NoSuchHardeningKey") },
             "expected a complaint about NoSuchHardeningKey, got:\n\(result.output)")
@@ -66,15 +66,15 @@ struct SystemdUnitTests {
     @Test(
         "systemd-analyze security scores the unit at 2.0 or better (--threshold=20), and a bare unit worse",
         .enabled(if: SystemdUnitTests.analyzer != nil || SystemdUnitTests.isCI, SystemdUnitTests.skipComment))
-    func securityGate() throws {
+    func securityGate() async throws {
         guard let analyzer = Self.analyzer else {
             Issue.record("CI=true but systemd-analyze is not installed: .ci/run installs the systemd package")
             return
         }
-        let ours = try Self.security(unitText: try Self.unitWithExistingExecStart(), analyzer: analyzer)
+        let ours = try await Self.security(unitText: try Self.unitWithExistingExecStart(), analyzer: analyzer)
         #expect(ours.status == 0, "exposure above 2.0 (exit \(ours.status)):\n\(ours.output)")
         // The gate itself: the same command must reject an unhardened unit.
-        let bare = try Self.security(unitText: "[Service]\nExecStart=\(Self.existingBinary)\n", analyzer: analyzer)
+        let bare = try await Self.security(unitText: "[Service]\nExecStart=\(Self.existingBinary)\n", analyzer: analyzer)
         #expect(bare.status != 0, "a bare unit passed --threshold=20:\n\(bare.output)")
     }
 
@@ -180,7 +180,7 @@ struct SystemdUnitTests {
     // MARK: - bin/install.sh
 
     @Test("install.sh stages the binary, unit and env file with their modes and keeps an existing env file")
-    func installScript() throws {
+    func installScript() async throws {
         let fileManager = FileManager.default
         let scratch = try Self.scratchDirectory()
         defer { try? fileManager.removeItem(atPath: scratch) }
@@ -193,7 +193,7 @@ struct SystemdUnitTests {
         environment["COST_OPTIMIZER_BINARY"] = fakeBinary
         environment.removeValue(forKey: "PREFIX")
 
-        let first = try Self.runProcess(Self.installScriptPath, [], environment: environment)
+        let first = try await Self.runProcess(Self.installScriptPath, [], environment: environment)
         #expect(first.status == 0, "install.sh exited \(first.status):\n\(first.output)")
 
         let binary = destdir + "/usr/local/bin/cost-optimizer"
@@ -213,7 +213,7 @@ struct SystemdUnitTests {
         try edited.write(toFile: envFile, atomically: false, encoding: .utf8)
         try fileManager.setAttributes([.posixPermissions: 0o600], ofItemAtPath: envFile)
         try "stale\n".write(toFile: unit, atomically: false, encoding: .utf8)
-        let second = try Self.runProcess(Self.installScriptPath, [], environment: environment)
+        let second = try await Self.runProcess(Self.installScriptPath, [], environment: environment)
         #expect(second.status == 0, "install.sh exited \(second.status) on the second run:\n\(second.output)")
         #expect(try String(contentsOfFile: envFile, encoding: .utf8) == edited)
         #expect(Self.mode(envFile) == 0o600)
@@ -244,18 +244,20 @@ struct SystemdUnitTests {
     }
 
     /// Runs `systemd-analyze verify` on a copy of `unitText` named `cost-optimizer.service` in a fresh directory.
-    static func verify(unitText: String, analyzer: String) throws -> AnalyzeResult {
-        try analyze(unitText: unitText, analyzer: analyzer, arguments: ["verify"])
+    static func verify(unitText: String, analyzer: String) async throws -> AnalyzeResult {
+        try await analyze(unitText: unitText, analyzer: analyzer, arguments: ["verify"])
     }
 
     /// Runs `systemd-analyze security --offline=true --threshold=20` on a copy of `unitText`.
-    static func security(unitText: String, analyzer: String) throws -> AnalyzeResult {
-        try analyze(
+    static func security(unitText: String, analyzer: String) async throws -> AnalyzeResult {
+        try await analyze(
             unitText: unitText, analyzer: analyzer,
             arguments: ["security", "--no-pager", "--offline=true", "--threshold=20"])
     }
 
-    private static func analyze(unitText: String, analyzer: String, arguments: [String]) throws -> AnalyzeResult {
+    private static func analyze(unitText: String, analyzer: String, arguments: [String]) async throws
+        -> AnalyzeResult
+    {
         let directory = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let copy = directory + "/cost-optimizer.service"
@@ -263,7 +265,7 @@ struct SystemdUnitTests {
         var environment = ProcessInfo.processInfo.environment
         environment["SYSTEMD_PAGER"] = ""
         environment["SYSTEMD_COLORS"] = "0"
-        let result = try runProcess(analyzer, arguments + [copy], environment: environment)
+        let result = try await runProcess(analyzer, arguments + [copy], environment: environment)
         let complaints = result.output.split(separator: "\n").map(String.init).filter {
             $0.contains(copy) || $0.contains("cost-optimizer.service:")
         }
@@ -343,25 +345,16 @@ struct SystemdUnitTests {
         return directories.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Runs `executable` with `arguments` (no shell), stdout and stderr together; killed after `timeout` seconds.
+    /// Runs `executable` with `arguments` (no shell) through the daemon's own runner, which never blocks the
+    /// cooperative threads other tests' loopback servers need; stdout then stderr; killed after `timeout` seconds.
     static func runProcess(
         _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double = 120
-    ) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        watchdog.cancel()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    ) async throws -> (status: Int32, output: String) {
+        let result = try await ProcessCommandRunner().run(
+            Command(
+                executable: executable, arguments: arguments, environment: environment, timeout: timeout,
+                outputLimit: 8 << 20))
+        let output = String(decoding: result.stdout + result.stderr, as: UTF8.self)
+        return (result.status, output)
     }
 }

@@ -138,11 +138,16 @@ public struct MetadataTokenSource: AccessTokenSource, AccessTokenFetcher {
     ///   - host: `host[:port]` of the metadata server (`GCE_METADATA_HOST`, default `metadata.google.internal`).
     ///   - transport: sends the request.
     ///   - clock: sleeps the retry backoff.
+    ///   - timeout: seconds for one request (the metadata server answers in milliseconds on Compute Engine).
+    /// Seconds for one token request.
+    let timeout: Double
+
     public init(
         host: String = "metadata.google.internal", transport: any HTTPTransport, clock: any WallClock,
-        logger: Logger = .silent, retry: RetryPolicy = .init()
+        logger: Logger = .silent, retry: RetryPolicy = .init(), timeout: Double = 10
     ) {
         self.host = host.trimmed
+        self.timeout = timeout
         self.transport = transport
         self.clock = clock
         self.logger = logger
@@ -162,7 +167,7 @@ public struct MetadataTokenSource: AccessTokenSource, AccessTokenFetcher {
         }
         let request = HTTPRequest(
             method: "GET", url: url, headers: ["Metadata-Flavor": "Google", "Accept": "application/json"],
-            timeout: 10)
+            timeout: timeout)
         let response: HTTPResponse
         do {
             response = try await retry.send(
