@@ -177,6 +177,28 @@ struct DaemonTests {
         #expect(!rig.notifier.events.map(\.event).contains(.actionFailed))
     }
 
+    @Test("while STATE_DIR/hold exists nothing is paused and every summary says so; removing it resumes")
+    func holdFile() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("co-hold-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: directory + "/hold", contents: nil))
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1", "STATE_DIR": directory])
+        let sink = CapturingSink()
+        let daemon = Daemon(
+            config: rig.daemon.config, providers: rig.daemon.providers, sampler: rig.daemon.sampler, store: rig.store,
+            notifier: rig.notifier, clock: rig.clock, logger: Logger(level: .info, sink: sink),
+            hold: HoldSwitch(stateDirectory: directory, systemPath: directory + "/no-system-hold"))
+        var state = FleetState()
+        for _ in 0..<3 { state = await daemon.tick(state: state).state }
+        #expect(rig.requests("PUT").isEmpty)
+        let summaries = sink.captured.filter { $0.contains("Cycle complete") }
+        #expect(summaries.count == 3 && summaries.allSatisfy { $0.contains("hold: \(directory)/hold present") })
+        try FileManager.default.removeItem(atPath: directory + "/hold")
+        _ = await daemon.tick(state: state)
+        #expect(rig.requests("PUT") == ["/api/v0/instances/123/"])
+    }
+
     @Test("a pause refused with success:false is journaled as failed, notified, and retried next cycle")
     func failedPauseRetried() async throws {
         let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
