@@ -33,14 +33,6 @@ public final class GCESimulator: Sendable {
     /// The JWT-bearer grant type the token endpoint accepts.
     public static let jwtGrantType = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
-    private struct Fault {
-        var method: String
-        var pathPrefix: String
-        var response: HTTPResponse
-        var remaining: Int
-        var afterApplying: Bool
-    }
-
     private struct OperationFailure {
         var code: String
         var message: String
@@ -65,8 +57,7 @@ public final class GCESimulator: Sendable {
         var instances: [String: SimulatedGCEInstance] = [:]
         var operations: [String: Operation] = [:]
         var requestIDs: [String: String] = [:]
-        var faults: [Fault] = []
-        var requests: [RecordedRequest] = []
+        var script = FaultScript()
         var acceptedTokens: Set<String>
         var issuedTokens: [String] = []
         var assertions: [String] = []
@@ -193,19 +184,18 @@ public final class GCESimulator: Sendable {
     public func enqueueFault(
         method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
     ) {
-        guard times > 0 else { return }
-        let fault = Fault(
-            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
-            afterApplying: afterApplying)
-        state.withLock { $0.faults.append(fault) }
+        state.withLock {
+            $0.script.enqueue(
+                method: method, pathPrefix: pathPrefix, response: response, times: times, afterApplying: afterApplying)
+        }
     }
 
     /// Every request received, faulted ones included, in order.
-    public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+    public var requests: [RecordedRequest] { state.withLock { $0.script.requests } }
 
     /// Forgets the recorded requests.
     public func clearRequests() {
-        state.withLock { $0.requests.removeAll() }
+        state.withLock { $0.script.clearRequests() }
     }
 
     /// Google's API error envelope, for scripting faults, e.g.
@@ -226,22 +216,8 @@ public final class GCESimulator: Sendable {
     /// Answers one request as Google would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> Fault? in
-            state.requests.append(recorded)
-            let method = recorded.method.uppercased()
-            guard
-                let index = state.faults.firstIndex(where: {
-                    ($0.method == "*" || $0.method == method) && recorded.path.hasPrefix($0.pathPrefix)
-                })
-            else { return nil }
-            state.faults[index].remaining -= 1
-            let fault = state.faults[index]
-            if fault.remaining <= 0 { state.faults.remove(at: index) }
-            return fault
-        }
-        if let fault, !fault.afterApplying { return fault.response }
-        let response = route(recorded)
-        return fault?.response ?? response
+        let fault = state.withLock { $0.script.record(recorded) }
+        return FaultScript.answer(fault) { route(recorded) }
     }
 
     /// The normal answer to a request, after the faults.

@@ -34,19 +34,10 @@ public final class TensorDockSimulator: Sendable {
         case flat
     }
 
-    private struct Fault {
-        var method: String
-        var pathPrefix: String
-        var response: HTTPResponse
-        var remaining: Int
-        var afterApplying: Bool
-    }
-
     private struct State {
         var vms: [String: SimulatedTensorDockVM] = [:]
         var terminated: Set<String> = []
-        var faults: [Fault] = []
-        var requests: [RecordedRequest] = []
+        var script = FaultScript()
         var applied: [String] = []
         var v2Envelope: V2Envelope
         var v2Attributes: V2Attributes
@@ -143,11 +134,10 @@ public final class TensorDockSimulator: Sendable {
     public func enqueueFault(
         method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
     ) {
-        guard times > 0 else { return }
-        let fault = Fault(
-            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
-            afterApplying: afterApplying)
-        state.withLock { $0.faults.append(fault) }
+        state.withLock {
+            $0.script.enqueue(
+                method: method, pathPrefix: pathPrefix, response: response, times: times, afterApplying: afterApplying)
+        }
     }
 
     /// v0's usual failure: HTTP 200 with `{"success": false, "error": error}`.
@@ -161,7 +151,7 @@ public final class TensorDockSimulator: Sendable {
     }
 
     /// Every request received, faulted ones included, in order.
-    public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+    public var requests: [RecordedRequest] { state.withLock { $0.script.requests } }
 
     /// Every change made through the API, in order: `v2 stop <id>`, `v2 start <id>`, `v2 delete <id>`,
     /// `v0 stop <id>`, `v0 start <id>`, `v0 delete <id>`. A refused or faulted request (without `afterApplying`) adds
@@ -170,7 +160,7 @@ public final class TensorDockSimulator: Sendable {
 
     /// Forgets the recorded requests.
     public func clearRequests() {
-        state.withLock { $0.requests.removeAll() }
+        state.withLock { $0.script.clearRequests() }
     }
 
     /// The fields of a form-encoded body (`a=1&b=x%20y`, `+` read as a space); a repeated name keeps its last value.
@@ -188,22 +178,8 @@ public final class TensorDockSimulator: Sendable {
     /// Answers one request as TensorDock would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> Fault? in
-            state.requests.append(recorded)
-            let method = recorded.method.uppercased()
-            guard
-                let index = state.faults.firstIndex(where: {
-                    ($0.method == "*" || $0.method == method) && recorded.path.hasPrefix($0.pathPrefix)
-                })
-            else { return nil }
-            state.faults[index].remaining -= 1
-            let fault = state.faults[index]
-            if fault.remaining <= 0 { state.faults.remove(at: index) }
-            return fault
-        }
-        if let fault, !fault.afterApplying { return fault.response }
-        let response = route(recorded)
-        return fault?.response ?? response
+        let fault = state.withLock { $0.script.record(recorded) }
+        return FaultScript.answer(fault) { route(recorded) }
     }
 
     /// The normal answer to a request, after the faults.

@@ -11,18 +11,9 @@ import Synchronization
 /// Use `handle` as a `LoopbackHTTPServer` handler or as a `FakeHTTPTransport` handler. A stop or start takes effect at
 /// once (no loading phase).
 public final class VastSimulator: Sendable {
-    private struct Fault {
-        var method: String
-        var pathPrefix: String
-        var response: HTTPResponse
-        var remaining: Int
-        var afterApplying: Bool
-    }
-
     private struct State {
         var instances: [Int: SimulatedVastInstance] = [:]
-        var faults: [Fault] = []
-        var requests: [RecordedRequest] = []
+        var script = FaultScript()
         var applied: [String] = []
         var v1Available: Bool
     }
@@ -99,15 +90,14 @@ public final class VastSimulator: Sendable {
     public func enqueueFault(
         method: String, pathPrefix: String, response: HTTPResponse, times: Int = 1, afterApplying: Bool = false
     ) {
-        guard times > 0 else { return }
-        let fault = Fault(
-            method: method.uppercased(), pathPrefix: pathPrefix, response: response, remaining: times,
-            afterApplying: afterApplying)
-        state.withLock { $0.faults.append(fault) }
+        state.withLock {
+            $0.script.enqueue(
+                method: method, pathPrefix: pathPrefix, response: response, times: times, afterApplying: afterApplying)
+        }
     }
 
     /// Every request received, faulted ones included, in order.
-    public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+    public var requests: [RecordedRequest] { state.withLock { $0.script.requests } }
 
     /// Every change made through the API, in order: `stop 42`, `start 42`, `label 42`, `destroy 42`. A refused or
     /// faulted request (without `afterApplying`) adds nothing, so a count here is how often a call took effect.
@@ -115,7 +105,7 @@ public final class VastSimulator: Sendable {
 
     /// Forgets the recorded requests.
     public func clearRequests() {
-        state.withLock { $0.requests.removeAll() }
+        state.withLock { $0.script.clearRequests() }
     }
 
     // MARK: - Handling
@@ -123,22 +113,8 @@ public final class VastSimulator: Sendable {
     /// Answers one request as Vast would.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let recorded = RecordedRequest(request)
-        let fault = state.withLock { state -> Fault? in
-            state.requests.append(recorded)
-            let method = recorded.method.uppercased()
-            guard
-                let index = state.faults.firstIndex(where: {
-                    ($0.method == "*" || $0.method == method) && recorded.path.hasPrefix($0.pathPrefix)
-                })
-            else { return nil }
-            state.faults[index].remaining -= 1
-            let fault = state.faults[index]
-            if fault.remaining <= 0 { state.faults.remove(at: index) }
-            return fault
-        }
-        if let fault, !fault.afterApplying { return fault.response }
-        let response = route(recorded)
-        return fault?.response ?? response
+        let fault = state.withLock { $0.script.record(recorded) }
+        return FaultScript.answer(fault) { route(recorded) }
     }
 
     /// The normal answer to a request, after the faults.

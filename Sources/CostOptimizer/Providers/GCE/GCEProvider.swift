@@ -125,7 +125,7 @@ public struct GCEProvider: GPUProvider, PartialListing {
                         account: account, detail: "GCP_ZONE is not a zone name such as us-central1-a; nothing was sent")
                 }
                 var query: String?
-                if let pageToken { query = "pageToken=\(GCETokenSupport.formEncoded(pageToken))" }
+                if let pageToken { query = "pageToken=\(ProviderText.percentEncoded(pageToken))" }
                 let answer = try await send("GET", path: "/zones/\(zone)/instances", query: query)
                 try requireSuccess(answer)
                 guard let page = try? JSONDecoder().decode(GCEInstanceList.self, from: answer.response.body) else {
@@ -140,7 +140,7 @@ public struct GCEProvider: GPUProvider, PartialListing {
                 next = page.nextPageToken
             } else {
                 var query = "returnPartialSuccess=true"
-                if let pageToken { query += "&pageToken=\(GCETokenSupport.formEncoded(pageToken))" }
+                if let pageToken { query += "&pageToken=\(ProviderText.percentEncoded(pageToken))" }
                 let answer = try await send("GET", path: "/aggregated/instances", query: query)
                 try requireSuccess(answer)
                 guard let page = try? JSONDecoder().decode(GCEAggregatedInstanceList.self, from: answer.response.body)
@@ -535,19 +535,13 @@ public struct GCEProvider: GPUProvider, PartialListing {
 
     /// Google's error message, else the start of the body, with the token masked.
     private func errorDetail(_ answer: Answer) -> String {
-        if let envelope = try? JSONDecoder().decode(GCEErrorEnvelope.self, from: answer.response.body),
-            let detail = envelope.detail
-        {
-            return masked(String(detail.prefix(200)), answer.token)
-        }
-        let text = answer.response.bodyText(limit: 200).trimmed
-        return masked(text.isEmpty ? "empty body" : text, answer.token)
+        let envelope = try? JSONDecoder().decode(GCEErrorEnvelope.self, from: answer.response.body)
+        return masked(ProviderText.errorDetail(envelope?.detail, of: answer.response), answer.token)
     }
 
     /// The text with the token replaced, in case a server echoes it back.
     private func masked(_ text: String, _ token: Secret) -> String {
-        guard token.value.count >= 4 else { return text }
-        return text.replacingOccurrences(of: token.value, with: "<redacted>")
+        ProviderText.masked(text, secrets: [token.value])
     }
 
     /// A 404 that is Google's own not-found error (`code` 404, `status` NOT_FOUND or reason `notFound`).

@@ -269,8 +269,8 @@ public struct ServiceAccountTokenSource: AccessTokenSource, AccessTokenFetcher {
         let assertion = signingInput + "." + GCETokenSupport.base64URL(signature)
 
         let body =
-            "grant_type=" + GCETokenSupport.formEncoded(Self.grantType) + "&assertion="
-            + GCETokenSupport.formEncoded(assertion)
+            "grant_type=" + ProviderText.percentEncoded(Self.grantType) + "&assertion="
+            + ProviderText.percentEncoded(assertion)
         let request = HTTPRequest(
             method: "POST", url: tokenURL,
             headers: ["Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"],
@@ -457,13 +457,8 @@ enum GCETokenSupport {
 
     /// The OAuth or API error text of an answer, else the start of its body; never more than 200 characters.
     static func errorDetail(_ response: HTTPResponse) -> String {
-        if let envelope = try? JSONDecoder().decode(GCEErrorEnvelope.self, from: response.body),
-            let detail = envelope.detail
-        {
-            return String(detail.prefix(200))
-        }
-        let text = response.bodyText(limit: 200).trimmed
-        return text.isEmpty ? "empty body" : text
+        let envelope = try? JSONDecoder().decode(GCEErrorEnvelope.self, from: response.body)
+        return ProviderText.errorDetail(envelope?.detail, of: response)
     }
 
     /// A token goes into a header: visible ASCII only.
@@ -502,22 +497,6 @@ enum GCETokenSupport {
         text = text.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         while text.hasSuffix("=") { text.removeLast() }
         return text
-    }
-
-    /// `application/x-www-form-urlencoded` for one value: RFC 3986 unreserved characters kept, the rest escaped.
-    static func formEncoded(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += String(format: "%%%02X", byte)
-            }
-        }
-        return out
     }
 }
 

@@ -444,28 +444,19 @@ public struct TensorDockProvider: GPUProvider {
 
     /// The error body's message, else the start of the body, with secrets masked.
     private func bodyDetail(_ response: HTTPResponse) -> String {
-        if let json = TensorDockJSON.decode(response.body), let detail = TensorDockErrorBody.detail(json) {
-            return masked(String(detail.prefix(200)))
-        }
-        return bodyText(response)
+        let detail = TensorDockJSON.decode(response.body).flatMap { TensorDockErrorBody.detail($0) }
+        return masked(ProviderText.errorDetail(detail, of: response))
     }
 
     /// The start of the body, trimmed and masked; `empty body` when there is nothing.
     private func bodyText(_ response: HTTPResponse) -> String {
-        let text = response.bodyText(limit: 200).trimmed
-        return masked(text.isEmpty ? "empty body" : text)
+        masked(ProviderText.bodyStart(response))
     }
 
     /// The text with every configured secret (as is, and form-encoded) replaced, in case a server echoes one.
     private func masked(_ text: String) -> String {
-        var text = text
-        for secret in [settings.bearerToken, settings.apiKey, settings.apiToken].compactMap({ $0?.value })
-        where secret.count >= 4 {
-            text = text.replacingOccurrences(of: secret, with: "<redacted>")
-            let encoded = Self.percentEncoded(secret)
-            if encoded != secret { text = text.replacingOccurrences(of: encoded, with: "<redacted>") }
-        }
-        return text
+        let secrets = [settings.bearerToken, settings.apiKey, settings.apiToken].compactMap { $0?.value }
+        return ProviderText.masked(text, secrets: secrets, alsoPercentEncoded: true)
     }
 
     // MARK: - HTTP
@@ -539,22 +530,7 @@ public struct TensorDockProvider: GPUProvider {
 
     /// `name=value&…`, every byte but RFC 3986 unreserved characters percent-encoded.
     static func formEncoded(_ fields: [(String, String)]) -> String {
-        fields.map { "\(percentEncoded($0.0))=\(percentEncoded($0.1))" }.joined(separator: "&")
-    }
-
-    /// Percent-encodes everything but RFC 3986 unreserved characters.
-    static func percentEncoded(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += String(format: "%%%02X", byte)
-            }
-        }
-        return out
+        fields.map { "\(ProviderText.percentEncoded($0.0))=\(ProviderText.percentEncoded($0.1))" }
+            .joined(separator: "&")
     }
 }

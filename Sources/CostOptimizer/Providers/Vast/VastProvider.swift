@@ -86,7 +86,7 @@ public struct VastProvider: GPUProvider {
                     account: account, detail: "the listing did not end after \(Self.maxPages) pages; nothing was used")
             }
             var query = "limit=\(Self.pageSize)"
-            if let token { query += "&after_token=\(Self.percentEncoded(token))" }
+            if let token { query += "&after_token=\(ProviderText.percentEncoded(token))" }
             let response = try await send(.showInstances, "GET", path: "/api/v1/instances/", query: query)
             if response.status == 404, token == nil {
                 logger.debug("Provider fallback \(account): /api/v1/instances/ answered 404, using /api/v0/instances/")
@@ -371,34 +371,12 @@ public struct VastProvider: GPUProvider {
     /// The envelope's `error: msg`, else the start of the body, with the key masked.
     private func bodyDetail(_ response: HTTPResponse) -> String {
         let envelope = try? JSONDecoder().decode(VastEnvelope.self, from: response.body)
-        if let detail = envelope?.detail {
-            return masked(String(detail.prefix(200)))
-        }
-        let text = response.bodyText(limit: 200).trimmed
-        return masked(text.isEmpty ? "empty body" : text)
+        return masked(ProviderText.errorDetail(envelope?.detail, of: response))
     }
 
     /// The text with every occurrence of the API key replaced, in case a server echoes it back.
     private func masked(_ text: String) -> String {
-        let key = apiKey.value
-        guard key.count >= 4 else { return text }
-        return text.replacingOccurrences(of: key, with: "<redacted>")
-    }
-
-    /// Percent-encodes everything but RFC 3986 unreserved characters (page tokens are opaque).
-    static func percentEncoded(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += String(format: "%%%02X", byte)
-            }
-        }
-        return out
+        ProviderText.masked(text, secrets: [apiKey.value])
     }
 }
 
