@@ -147,6 +147,7 @@ struct EndToEndTests {
         #expect(body["hourly_cost_usd"] as? Double == 0.4)
         #expect(body["dry_run"] as? Bool == false)
         #expect((body["text"] as? String)?.contains("Paused vast/101") == true)
+        #expect((body["text"] as? String)?.contains("A paused GPU may not be available again") == true)
 
         #expect(stderr.contains("PAUSE vast/101 (RTX 4090): GPU avg 1% < 10% for 0 min, 1 samples"))
         #expect(stderr.contains("Cycle complete: 3 running, 0 paused, 0 errors"))
