@@ -83,3 +83,19 @@ public enum ProviderError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension ProviderError {
+    /// The error for a final (already retried) non-2xx response: 401/403 unauthorized, 429 rate-limited, any other
+    /// status `http`; nil for 2xx.
+    /// - Parameter detail: the response's message with secrets masked; evaluated only for an error.
+    static func forStatus(_ response: HTTPResponse, account: String, detail: @autoclosure () -> String)
+        -> ProviderError?
+    {
+        switch response.status {
+        case 200..<300: nil
+        case 401, 403: .unauthorized(account: account, detail: "HTTP \(response.status): \(detail())")
+        case 429: .rateLimited(account: account)
+        default: .http(account: account, status: response.status, detail: detail())
+        }
+    }
+}

@@ -64,8 +64,13 @@ struct GCEInstanceList: Decodable {
     }
 }
 
-/// A list or scope warning: `{"code":"NO_RESULTS_ON_PAGE","message":"..."}`.
-struct GCEWarning: Decodable {
+/// A list or scope warning (`{"code":"NO_RESULTS_ON_PAGE","message":"..."}`) and an entry of an Operation's
+/// `error.errors`: both are a code and a message.
+typealias GCEWarning = GCECodeMessage
+typealias GCEOperationErrorEntry = GCECodeMessage
+
+/// `{"code": "...", "message": "..."}`, both optional.
+struct GCECodeMessage: Decodable {
     var code: String?
     var message: String?
 
@@ -246,22 +251,6 @@ struct GCEOperationError: Decodable {
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         errors = (try? c.decodeIfPresent([GCEOperationErrorEntry].self, forKey: .errors)) ?? []
-    }
-}
-
-/// One entry of an Operation's `error.errors`.
-struct GCEOperationErrorEntry: Decodable {
-    var code: String?
-    var message: String?
-
-    enum CodingKeys: String, CodingKey {
-        case code, message
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        code = c.gceString(.code)
-        message = c.gceString(.message)
     }
 }
 

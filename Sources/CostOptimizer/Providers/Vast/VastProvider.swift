@@ -356,16 +356,7 @@ public struct VastProvider: GPUProvider {
 
     /// Maps 401/403, 429 and other non-2xx statuses (already retried) to `ProviderError`.
     private func requireSuccessStatus(_ response: HTTPResponse) throws {
-        switch response.status {
-        case 200..<300: return
-        case 401, 403:
-            let detail = "HTTP \(response.status): \(bodyDetail(response))"
-            throw ProviderError.unauthorized(account: account, detail: detail)
-        case 429:
-            throw ProviderError.rateLimited(account: account)
-        default:
-            throw ProviderError.http(account: account, status: response.status, detail: bodyDetail(response))
-        }
+        if let error = ProviderError.forStatus(response, account: account, detail: bodyDetail(response)) { throw error }
     }
 
     /// The envelope's `error: msg`, else the start of the body, with the key masked.
