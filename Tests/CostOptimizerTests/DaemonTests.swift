@@ -167,6 +167,40 @@ struct DaemonTests {
         #expect(rig.vast.instances.first?.actualStatus == "stopped")
     }
 
+    @Test("an instance busy again after an unconfirmed pause (a user's restart) is not paused again")
+    func restartBeforeStopSeen() async throws {
+        let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "30"])
+        rig.vast.enqueueFault(
+            method: "PUT", pathPrefix: "/api/v0/instances/",
+            response: HTTPResponse(status: 200, body: Data(#"{"success":true}"#.utf8)), times: 3)
+        var state = FleetState()
+        await rig.ticks(31, from: &state)
+        #expect(rig.requests("PUT").count == 1)  // accepted, never applied: still listed running
+        rig.runner.setHandler { _ in .success(CommandResult(status: 0, stdout: Data(Rig.busy.utf8))) }
+        await rig.ticks(3, from: &state)
+        #expect(rig.requests("PUT").count == 1)  // the re-check saw it busy: no second pause
+        #expect(state[InstanceKey(provider: .vast, id: "123")]?.pauseCheck == nil)
+        #expect(!rig.notifier.events.map(\.event).contains(.actionFailed))
+    }
+
+    @Test("an interrupted action stays open while its provider lists only part of the account")
+    func reconcileNeedsWholeListing() async throws {
+        let key = InstanceKey(provider: .gcp, id: "1")
+        let intent = JournalRecord.intent(
+            time: Date(timeIntervalSince1970: 1_800_000_000), provider: "gcp", id: key.id, name: "vm", action: .delete,
+            reason: "r", dryRun: false)
+        for gaps in [["zones/us-central1-b"], []] {
+            let store = MemoryStateStore(journal: [intent])
+            let config = try Config.parse(environment: ["GCP_PROJECT_ID": "p", "GCP_ACCESS_TOKEN": "t"])
+            let daemon = Daemon(
+                config: config, providers: [PartialProvider(gaps: gaps)], sampler: NoSampler(), store: store,
+                notifier: RecordingNotifier(), clock: FakeClock(now: .now), logger: .silent)
+            _ = await daemon.tick(state: FleetState())
+            let reconciled = store.journal.filter { $0.result == JournalResult.reconciled }
+            #expect(reconciled.count == (gaps.isEmpty ? 1 : 0), "gaps \(gaps)")
+        }
+    }
+
     @Test("a pause seen to take effect on the next listing is confirmed and not sent again")
     func confirmedPause() async throws {
         let rig = try Rig(environment: ["PAUSE_WINDOW_MINUTES": "0", "MIN_SAMPLES": "1"])
@@ -258,4 +292,21 @@ struct DaemonTests {
         await rig.ticks(1, from: &reloaded)
         #expect(rig.requests("PUT") == ["/api/v0/instances/123/"])
     }
+}
+
+/// A GCE-like account that lists nothing and names the parts it could not read.
+struct PartialProvider: GPUProvider, PartialListing {
+    let gaps: [String]
+    var name: ProviderName { .gcp }
+    var account: String { "gcp:p" }
+    func listInstances() async throws -> [Instance] { [] }
+    func listInstancesReportingGaps() async throws -> (instances: [Instance], gaps: [String]) { ([], gaps) }
+    func instance(_ instance: Instance) async throws -> Instance? { nil }
+    func pause(_ instance: Instance) async throws {}
+    func delete(_ instance: Instance) async throws {}
+}
+
+/// Samples nothing.
+struct NoSampler: GPUSampling {
+    func sample(_ instances: [Instance]) async -> [InstanceKey: SampleResult] { [:] }
 }

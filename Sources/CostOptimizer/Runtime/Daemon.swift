@@ -120,7 +120,9 @@ public struct Daemon: Sendable {
         var next = plan.nextState
         next = await reportProviderHealth(listing, state: next)
         var records: [JournalRecord] = []
-        if holdFile == nil && !shutdown.isRequested {
+        // Sending a pause again is an action too: not while any guard holds actions back this cycle.
+        let guardsQuiet = guarded.events.isEmpty
+        if holdFile == nil && guardsQuiet && !shutdown.isRequested {
             records += await verifyPauses(listing, blocked: blocked, state: &next)
         }
         for planned in plan.decisions {
@@ -214,13 +216,20 @@ public struct Daemon: Sendable {
                             text: "Could not pause \(describe(instance)): \(detail). Check it in the provider's console."))
                     continue
                 }
-                logger.warning(
-                    "Pause not confirmed \(instance.key): still running, sending it again "
-                        + "(attempt \(check.attempts + 1) of \(Daemon.pauseAttempts))")
                 guard let provider = listing.owners[instance.key] else { continue }
                 let planned = PlannedDecision(
                     instance: instance,
                     decision: Decision(action: .pause, reason: "pause not confirmed: still running"), protected: false)
+                // Running again may be a user's restart seen before the stop was: the same re-read and re-sample
+                // as any action decide, and a busy or changed instance ends the check instead.
+                if let reason = await recheck(planned, provider: provider) {
+                    state[instance.key]?.pauseCheck = nil
+                    logger.info("Pause check ended \(instance.key): \(reason)")
+                    continue
+                }
+                logger.warning(
+                    "Pause not confirmed \(instance.key): still running, sending it again "
+                        + "(attempt \(check.attempts + 1) of \(Daemon.pauseAttempts))")
                 if let record = await act(planned, provider: provider, state: &state, recheck: false) {
                     records.append(record)
                 }
@@ -295,8 +304,9 @@ public struct Daemon: Sendable {
         }
         var blocked: [InstanceKey: String] = [:]
         let listed = Set(listing.instances.map(\.key))
+        // A provider that failed, or listed only part of its account (GCE unreachable zones), cannot tell "gone".
         let failedProviders = Set(
-            listing.errors.compactMap { failure in providers.first { $0.account == failure.provider }?.name })
+            listing.allErrors.compactMap { failure in providers.first { $0.account == failure.provider }?.name })
         for intent in intents {
             guard let provider = ProviderName(rawValue: intent.provider) else { continue }
             let key = InstanceKey(provider: provider, id: intent.id)
