@@ -92,13 +92,17 @@ public struct Instance: Codable, Equatable, Sendable {
     public var costEstimated: Bool
     /// Why there is no ssh endpoint (e.g. "no external IP"), for `status`.
     public var sshUnavailableReason: String?
+    /// What the instance is billed per hour while stopped (its disk), where the provider says: Vast
+    /// `storage_total_cost`, TensorDock `storage_price`; nil for GCE, whose API gives no prices. Used by the savings
+    /// ledger only.
+    public var storageCostUSDPerHour: Double?
 
     public init(
         key: InstanceKey, name: String, zone: String? = nil, state: InstanceState, providerStatus: String,
         gpuModel: String? = nil, gpuCount: Int? = nil, hourlyCostUSD: Double? = nil, createdAt: Date? = nil,
         labels: [String] = [], ssh: SSHEndpoint? = nil, managed: Bool = true, startedAt: Date? = nil,
         gpuReserved: Bool = false, deletionProtected: Bool = false, costEstimated: Bool = false,
-        sshUnavailableReason: String? = nil
+        sshUnavailableReason: String? = nil, storageCostUSDPerHour: Double? = nil
     ) {
         self.key = key
         self.name = name
@@ -117,5 +121,6 @@ public struct Instance: Codable, Equatable, Sendable {
         self.deletionProtected = deletionProtected
         self.costEstimated = costEstimated
         self.sshUnavailableReason = sshUnavailableReason
+        self.storageCostUSDPerHour = storageCostUSDPerHour
     }
 }

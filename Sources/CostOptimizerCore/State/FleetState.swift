@@ -18,12 +18,21 @@ public struct FleetState: Codable, Equatable, Sendable {
     /// When each guard alert (`GuardEvent.alertKey`) was last notified, so a lasting condition is notified once a day,
     /// not every cycle. Nil in state files written before the guards.
     public var guardAlerts: [String: Date]?
+    /// Spend observed, savings realised and the counters behind `report`, the digest and the metrics file. Nil in
+    /// state files written before the ledger; `savings` reads and writes it as a value.
+    public var ledger: SavingsLedger?
 
     public static let currentSchemaVersion = 1
 
     public init(instances: [String: InstanceRecord] = [:]) {
         self.schemaVersion = FleetState.currentSchemaVersion
         self.instances = instances
+    }
+
+    /// The ledger, empty when there is none yet; setting it stores it.
+    public var savings: SavingsLedger {
+        get { ledger ?? SavingsLedger() }
+        set { ledger = newValue }
     }
 
     public subscript(key: InstanceKey) -> InstanceRecord? {

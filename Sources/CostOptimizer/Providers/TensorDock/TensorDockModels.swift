@@ -122,6 +122,8 @@ struct TensorDockVMDTO: Equatable {
     var gpus: TensorDockGPUs?
     /// Dollars per hour while running: v0 `total_price` (a string), v2 `rateHourly`.
     var pricePerHour: Double?
+    /// Dollars per hour of storage (v0 `storage_price`, a string), where listed.
+    var storagePricePerHour: Double?
     var createdAt: Date?
     var ipAddress: String?
     var dedicatedIPAddress: String?
@@ -136,6 +138,7 @@ struct TensorDockVMDTO: Equatable {
         status = object["status"]?.string
         gpus = object["specs"]?["gpu"].flatMap(TensorDockGPUs.init(json:))
         pricePerHour = object["total_price"]?.double
+        storagePricePerHour = object["storage_price"]?.double
         createdAt = TensorDockTimestamp.parse(object["timestamp_creation"])
         ipAddress = object["ip_address"]?.text
         dedicatedIPAddress = object["dedicated_ip_address"]?.text
@@ -156,6 +159,7 @@ struct TensorDockVMDTO: Equatable {
         status = fields["status"]?.string
         gpus = (fields["resources"]?["gpus"] ?? fields["gpus"]).flatMap(TensorDockGPUs.init(json:))
         pricePerHour = fields.first("rateHourly", "rate_hourly")?.double
+        storagePricePerHour = fields.first("storagePrice", "storage_price")?.double
         createdAt = TensorDockTimestamp.parse(fields.first("createdAt", "created_at", "timestamp_creation"))
         ipAddress = fields.first("ipAddress", "ip_address")?.text
         dedicatedIPAddress = fields.first("dedicatedIpAddress", "dedicated_ip_address")?.text

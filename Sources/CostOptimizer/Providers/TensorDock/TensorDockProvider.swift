@@ -207,7 +207,8 @@ public struct TensorDockProvider: GPUProvider {
             ssh: ssh,
             managed: dto.gpus?.count != 0,
             gpuReserved: TensorDockStatus.reservesGPU(dto.status),
-            sshUnavailableReason: sshReason)
+            sshUnavailableReason: sshReason,
+            storageCostUSDPerHour: dto.storagePricePerHour.flatMap { $0 >= 0 ? $0 : nil })
     }
 
     /// `ip_address` with the external port forwarded to 22 (the lowest, if several); failing that, port 22 on the

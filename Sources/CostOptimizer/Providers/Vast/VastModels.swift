@@ -41,6 +41,8 @@ struct VastInstanceDTO: Decodable {
     var gpuName: String?
     var numGPUs: Int?
     var dphTotal: Double?
+    /// Storage $/h (`storage_total_cost`).
+    var storageTotalCost: Double?
     /// Unix epoch seconds, fractional.
     var startDate: Double?
     var sshHost: String?
@@ -57,6 +59,7 @@ struct VastInstanceDTO: Decodable {
         case gpuName = "gpu_name"
         case numGPUs = "num_gpus"
         case dphTotal = "dph_total"
+        case storageTotalCost = "storage_total_cost"
         case startDate = "start_date"
         case sshHost = "ssh_host"
         case sshPort = "ssh_port"
@@ -73,6 +76,7 @@ struct VastInstanceDTO: Decodable {
         gpuName = c.lenientString(.gpuName)
         numGPUs = c.lenientInt(.numGPUs)
         dphTotal = c.lenientDouble(.dphTotal)
+        storageTotalCost = c.lenientDouble(.storageTotalCost)
         startDate = c.lenientDouble(.startDate)
         sshHost = c.lenientString(.sshHost)
         sshPort = c.lenientInt(.sshPort)

@@ -200,7 +200,8 @@ public struct VastProvider: GPUProvider {
             createdAt: dto.startDate.flatMap { $0 > 0 ? Date(timeIntervalSince1970: $0) : nil },
             labels: label.map { [$0] } ?? [],
             ssh: Self.sshEndpoint(dto),
-            managed: Self.isManaged(dto))
+            managed: Self.isManaged(dto),
+            storageCostUSDPerHour: dto.storageTotalCost.flatMap { $0 >= 0 ? $0 : nil })
     }
 
     /// The ssh proxy `ssh_host:ssh_port` as root; failing that, `public_ipaddr` with the host port of `22/tcp`.
