@@ -83,14 +83,9 @@ public struct FileStateStore: StateStore {
             throw StateStoreError.io(path: statePath, detail: "cannot encode the state")
         }
         let temp = directory + "/.state.json.tmp-\(getpid())"
-        unlink(temp)
-        try writeDurably(data, to: temp, flags: O_WRONLY | O_CREAT | O_EXCL)
-        guard rename(temp, statePath) == 0 else {
-            let detail = String(cString: strerror(errno))
-            unlink(temp)
-            throw StateStoreError.io(path: statePath, detail: detail)
+        do { try AtomicFile.replace(statePath, with: data, mode: 0o600, temp: temp) } catch {
+            throw StateStoreError.io(path: error.path, detail: error.detail)
         }
-        syncDirectory()
     }
 
     /// Appends `record` as one line with one `write`, then fsyncs. A line left without its newline by a crash is
