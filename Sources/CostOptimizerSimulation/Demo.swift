@@ -42,16 +42,27 @@ public enum Demo {
         }
     }
 
-    /// Runs the demo; returns the exit status.
+    /// Runs the demo; returns the exit status. `--keep-state DIR` keeps the daemon's state directory (and writes
+    /// `DIR/metrics.prom`) so that `STATE_DIR=DIR cost-optimizer report` shows the simulated day's ledger.
     public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
         let hours = 25.0
         let interval = 300.0
         let started = Date()
+        let keptState: String?
+        switch keepStateArgument(arguments) {
+        case .failure(let message):
+            print("demo: \(message)\nUsage: cost-optimizer demo [--keep-state DIR]")
+            return ExitStatus.usage
+        case .success(let path):
+            keptState = path
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "cost-optimizer-demo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         ).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let clock = SimulatedClock(start: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded() * 60))
+        // The simulated day ends now, so that `report` run right after covers it.
+        let clock = SimulatedClock(
+            start: Date(timeIntervalSince1970: ((Date().timeIntervalSince1970 - hours * 3600) / 60).rounded() * 60))
         let t0 = clock.start.timeIntervalSince1970
         let machines = fleet(t0: t0)
         let vast = VastSimulator(apiKey: "demo-key")
@@ -94,9 +105,9 @@ public enum Demo {
             "GCP_PROJECT_ID": GCESimulator.defaultProject, "GCP_API_URL": gceServer.baseURL.absoluteString,
             "GCP_ACCESS_TOKEN": "demo-gce-token", "GCP_SSH_USER": "demo",
             "WEBHOOK_URL": server.baseURL.absoluteString + "/webhook/T000/B000/demo",
-            "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": directory + "/state", "SSH_COMMAND": ssh.path,
-            "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
-        ]
+            "CHECK_INTERVAL": String(Int(interval)), "STATE_DIR": keptState ?? directory + "/state",
+            "SSH_COMMAND": ssh.path, "SSH_CONCURRENCY": "8", "LOG_LEVEL": "info",
+        ].merging(keptState.map { ["METRICS_FILE": $0 + "/metrics.prom"] } ?? [:]) { $1 }
         let config: Config
         do { config = try Config.parse(environment: environment) } catch {
             print("demo: \(error)")
@@ -132,10 +143,39 @@ public enum Demo {
         }
         let journal = (try? FileStateStore(directory: config.stateDirectory, logger: .silent))?.journal() ?? []
         print(summary(machines, vast: vast, journal: journal, report: lastReport, clock: clock))
+        print(ledgerLine(state.savings, hours: hours))
         print(
             "\(journal.filter { !$0.isIntent }.count) actions journaled, \(webhook.bodies.count) webhook notifications posted; "
                 + String(format: "ran in %.1f s of real time.", Date().timeIntervalSince(started)))
+        if let keptState {
+            print(
+                "State kept in \(keptState) (metrics in \(keptState)/metrics.prom); see the ledger with:\n"
+                    + "  STATE_DIR=\(keptState) cost-optimizer report")
+        } else {
+            print("Run `cost-optimizer demo --keep-state DIR` to keep the state, then `STATE_DIR=DIR cost-optimizer report`.")
+        }
         return ExitStatus.ok
+    }
+
+    /// The ledger of the simulated day in one line.
+    static func ledgerLine(_ ledger: SavingsLedger, hours: Double) -> String {
+        "Ledger for the \(Int(hours)) simulated hours: \(Money.usd(ledger.spendUSD)) spent on the listed instances, "
+            + "\(Money.usd(ledger.savedUSD)) saved by the pauses and deletes; now \(Money.rate(ledger.snapshot?.runningUSDPerHour ?? 0)) "
+            + "running, \(Money.rate(ledger.snapshot?.idleUSDPerHour ?? 0)) idle."
+    }
+
+    /// `--keep-state DIR` as an absolute path (nil without it), or why it cannot be used: DIR must be new or empty,
+    /// so the demo never mixes its simulated ledger into a real one.
+    static func keepStateArgument(_ arguments: [String]) -> Result<String?, DemoUsageError> {
+        guard !arguments.isEmpty else { return .success(nil) }
+        guard arguments.count == 2, arguments[0] == "--keep-state", !arguments[1].isEmpty else {
+            return .failure(DemoUsageError(message: "unknown arguments \(arguments.joined(separator: " "))"))
+        }
+        let path = URL(fileURLWithPath: arguments[1]).standardizedFileURL.path
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: path), !names.isEmpty {
+            return .failure(DemoUsageError(message: "\(path) is not empty; --keep-state needs a new or empty directory"))
+        }
+        return .success(path)
     }
 
     // MARK: - The fleet
@@ -284,6 +324,12 @@ public enum Demo {
         }
         return "\n" + TextTable.render(rows)
     }
+}
+
+/// A mistake in the demo's arguments.
+struct DemoUsageError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }
 
 /// Prints log lines with the simulated time, so the story reads in order.

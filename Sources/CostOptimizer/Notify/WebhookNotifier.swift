@@ -30,6 +30,7 @@ public struct WebhookNotifier: Notifier {
         let host = target.host ?? "webhook"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
         guard let body = try? encoder.encode(event) else { return }
         let request = HTTPRequest(
             method: "POST", url: target, headers: ["Content-Type": "application/json"], body: body, timeout: timeout)

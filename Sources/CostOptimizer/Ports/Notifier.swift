@@ -14,6 +14,8 @@ public enum NotificationKind: String, Codable, Sendable {
     case deleteNotice = "delete_notice"
     /// A running instance the daemon has not been able to sample for an hour: it cannot protect the money there.
     case unmonitored
+    /// The daily summary (`DIGEST_HOUR`): the last 24 hours' spend and savings, and what burns now.
+    case digest
 }
 
 /// One notification: a line for a person (`text`) and the structured fields.
@@ -27,11 +29,13 @@ public struct NotificationEvent: Codable, Equatable, Sendable {
     public var reason: String?
     public var hourlyCostUSD: Double?
     public var dryRun: Bool
+    /// The figures of a `digest` event; nil (and absent from the JSON) for every other event.
+    public var digest: DigestFigures?
 
     public init(
         event: NotificationKind, text: String, provider: String? = nil, instanceID: String? = nil,
         instanceName: String? = nil, gpuModel: String? = nil, reason: String? = nil, hourlyCostUSD: Double? = nil,
-        dryRun: Bool
+        dryRun: Bool, digest: DigestFigures? = nil
     ) {
         self.event = event
         self.text = text
@@ -42,10 +46,11 @@ public struct NotificationEvent: Codable, Equatable, Sendable {
         self.reason = reason
         self.hourlyCostUSD = hourlyCostUSD
         self.dryRun = dryRun
+        self.digest = digest
     }
 
     enum CodingKeys: String, CodingKey {
-        case event, text, provider, reason
+        case event, text, provider, reason, digest
         case instanceID = "instance_id"
         case instanceName = "instance_name"
         case gpuModel = "gpu_model"

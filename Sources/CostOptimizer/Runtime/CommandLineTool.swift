@@ -22,17 +22,22 @@ public enum ExitStatus {
 
 /// The parsed command line.
 public struct Invocation: Equatable, Sendable {
-    public enum Command: String, Sendable { case run, status, checkConfig = "check-config", demo, help, version }
+    public enum Command: String, Sendable { case run, status, report, checkConfig = "check-config", demo, help, version }
     public var command: Command
     public var runOnce: Bool
     public var dryRun: Bool
     public var json: Bool
+    /// `report --since`; nil when not given.
+    public var since: ReportWindow?
 
-    public init(command: Command, runOnce: Bool = false, dryRun: Bool = false, json: Bool = false) {
+    public init(
+        command: Command, runOnce: Bool = false, dryRun: Bool = false, json: Bool = false, since: ReportWindow? = nil
+    ) {
         self.command = command
         self.runOnce = runOnce
         self.dryRun = dryRun
         self.json = json
+        self.since = since
     }
 
     /// Parses the arguments after the program name.
@@ -40,8 +45,14 @@ public struct Invocation: Equatable, Sendable {
     public static func parse(_ arguments: [String]) throws(UsageError) -> Invocation {
         var invocation = Invocation(command: .run)
         var sawCommand = false
-        for argument in arguments {
+        var remaining = arguments[...]
+        while let argument = remaining.popFirst() {
             switch argument {
+            case "--since":
+                guard let value = remaining.popFirst() else { throw UsageError(message: "--since needs a value such as 30d") }
+                invocation.since = try ReportWindow.parse(value)
+            case _ where argument.hasPrefix("--since="):
+                invocation.since = try ReportWindow.parse(String(argument.dropFirst("--since=".count)))
             case "--run-once": invocation.runOnce = true
             case "--dry-run": invocation.dryRun = true
             case "--json": invocation.json = true
@@ -54,6 +65,9 @@ public struct Invocation: Equatable, Sendable {
                 if invocation.command != .help && invocation.command != .version { invocation.command = command }
                 sawCommand = true
             }
+        }
+        if invocation.since != nil && invocation.command != .report && invocation.command != .help {
+            throw UsageError(message: "--since goes with report only")
         }
         return invocation
     }
@@ -70,13 +84,15 @@ public enum CommandLineTool {
 
     public static let usage = """
         Usage: cost-optimizer [run] [--run-once] [--dry-run]
-               cost-optimizer status [--json] | check-config | demo | --help | --version
+               cost-optimizer status [--json] | report [--since 30d] [--json] | check-config | demo | --help | --version
 
         Pauses GPU instances that stay idle and deletes ones idle for a day (Vast.ai, TensorDock, Google Compute Engine).
           run            the daemon: a cycle every CHECK_INTERVAL seconds until SIGTERM (the default)
           --run-once     one cycle, then exit (0 when it ran, 1 when no provider could be listed)
           --dry-run      decide and log, never pause or delete (same as DRY_RUN=true)
           status         one listing and one metrics pass, no action: every instance and the decision now
+          report         spend observed, savings per provider and instance, pauses and deletes, what burns now;
+                         reads STATE_DIR only (--since Nd or Nh, default 30d; whole UTC days)
           check-config   print the effective configuration (secrets redacted) and test each provider
           demo           run the real daemon against simulated fleets for a simulated day
         Configuration is read from the environment; see docs/configuration.md. Exit 78 on a configuration error.
@@ -99,6 +115,8 @@ public enum CommandLineTool {
         case .demo:
             printError("cost-optimizer: demo is provided by the cost-optimizer executable")
             return ExitStatus.usage
+        case .report:
+            return report(environment: environment, window: invocation.since ?? .default, json: invocation.json)
         case .run, .status, .checkConfig:
             break
         }
@@ -138,6 +156,35 @@ public enum CommandLineTool {
         }
     }
 
+    /// `report`: reads `STATE_DIR` (never writes, needs no provider) and prints; returns 0, 78 on a bad setting, 70
+    /// when the state directory exists but cannot be read.
+    public static func report(environment: [String: String], window: ReportWindow, json: Bool, now: Date = Date())
+        -> Int32
+    {
+        let result = reportOutput(environment: environment, window: window, json: json, now: now)
+        if let error = result.error { printError(error) }
+        if let text = result.text { print(text, terminator: json ? "\n" : "") }
+        return result.status
+    }
+
+    /// What `report` prints (the report, or the error line) and its exit status.
+    public static func reportOutput(environment: [String: String], window: ReportWindow, json: Bool, now: Date)
+        -> (status: Int32, text: String?, error: String?)
+    {
+        let config: Config
+        do { config = try Config.parse(environment: environment, requireProvider: false) } catch {
+            return (ExitStatus.config, nil, "cost-optimizer: \(error)")
+        }
+        let files: (state: FleetState?, journal: [JournalRecord], note: String?)
+        do { files = try ReportFiles.load(directory: config.stateDirectory) } catch {
+            return (ExitStatus.software, nil, "cost-optimizer: \(error)")
+        }
+        let report = SavingsReport(
+            state: files.state, journal: files.journal, window: window, now: now,
+            stateDirectory: config.stateDirectory, note: files.note)
+        return (ExitStatus.ok, json ? report.json() : report.text(), nil)
+    }
+
     /// The checks `Config.parse` cannot make, being pure: the ssh key is readable and the ssh program exists.
     /// - Throws: `ConfigError` naming the variable and the path.
     public static func checkFiles(_ config: Config, environment: [String: String]) throws(ConfigError) {
@@ -157,6 +204,15 @@ public enum CommandLineTool {
         guard found else {
             throw ConfigError.invalid(
                 variable: "SSH_COMMAND", value: command, expected: "an executable path or a program on PATH")
+        }
+        if let metrics = config.metricsFile {
+            let directory = (metrics as NSString).deletingLastPathComponent
+            guard access(directory, W_OK | X_OK) == 0 else {
+                throw ConfigError.invalid(
+                    variable: "METRICS_FILE", value: metrics,
+                    expected: "in a directory the daemon can write (\(String(cString: strerror(errno)))); under "
+                        + "systemd allow it with ReadWritePaths= in a drop-in")
+            }
         }
     }
 
@@ -260,6 +316,7 @@ public enum CommandLineTool {
             ("MAX_DELETES_PER_CYCLE", "\(config.limits.maxDeletesPerCycle)"),
             ("MAX_ACTION_FRACTION", number(config.limits.maxActionFraction)),
             ("DELETE_NOTICE_HOURS", number(p.deleteNotice / 3600)),
+            ("METRICS_FILE", config.metricsFile ?? ""), ("DIGEST_HOUR", config.digestHour.map(String.init) ?? ""),
         ]
         let td = config.tensorDock
         let gcp = config.gcp

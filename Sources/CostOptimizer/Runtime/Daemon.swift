@@ -32,12 +32,17 @@ public struct Daemon: Sendable {
     public let service: any ServiceNotifier
     /// The kill switch files.
     public let hold: HoldSwitch
+    /// Where each cycle's Prometheus text goes (`METRICS_FILE`), or nowhere.
+    public let metrics: (any MetricsSink)?
+    /// The zone of `DIGEST_HOUR` (the process's own by default).
+    public let timeZone: TimeZone
     let engine: DecisionEngine
 
     public init(
         config: Config, providers: [any GPUProvider], sampler: any GPUSampling, store: any StateStore,
         notifier: any Notifier, clock: any WallClock, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal(),
-        service: any ServiceNotifier = NoServiceNotifier(), hold: HoldSwitch? = nil
+        service: any ServiceNotifier = NoServiceNotifier(), hold: HoldSwitch? = nil,
+        metrics: (any MetricsSink)? = nil, timeZone: TimeZone = .current
     ) {
         self.config = config
         self.providers = providers
@@ -49,6 +54,8 @@ public struct Daemon: Sendable {
         self.shutdown = shutdown
         self.service = service
         self.hold = hold ?? HoldSwitch(stateDirectory: config.stateDirectory)
+        self.metrics = metrics
+        self.timeZone = timeZone
         self.engine = DecisionEngine(policy: config.policy)
     }
 
@@ -119,6 +126,7 @@ public struct Daemon: Sendable {
         for key in guarded.forgotten { logger.info("Forgotten \(key): not listed for a day") }
         var next = plan.nextState
         next = await reportProviderHealth(listing, state: next)
+        accrueSavings(listing, state: &next, now: started)
         var records: [JournalRecord] = []
         // Sending a pause again is an action too: not while any guard holds actions back this cycle.
         let guardsQuiet = guarded.events.isEmpty
@@ -167,20 +175,34 @@ public struct Daemon: Sendable {
             if let record = await act(planned, provider: provider, state: &next) { records.append(record) }
             pingWatchdog()
         }
+        let snapshot = FleetSnapshot.make(
+            decisions: plan.decisions, state: next, providerErrors: listing.allErrors.count, now: started)
+        next.savings.snapshot = snapshot
+        let previousSuccess = next.ledger?.lastSuccessAt
+        if listing.allErrors.isEmpty { next.savings.lastSuccessAt = started }
+        await sendDigestIfDue(snapshot, state: &next, now: started)
+        var saved = true
         do {
             try store.save(next)
         } catch {
+            saved = false
             logger.error("State not saved: \(error)")
         }
         pingWatchdog()
         plan.nextState = next
         let seconds = clock.now().timeIntervalSince(started)
+        publishMetrics(
+            CycleMetrics(
+                snapshot: snapshot, ledger: next.savings, cycleSeconds: seconds,
+                lastSuccess: saved ? next.ledger?.lastSuccessAt : previousSuccess, dryRun: config.dryRun))
         let counts = Dictionary(grouping: listing.instances, by: \.state).mapValues(\.count)
         let summary =
             "Cycle complete: \(counts[.running] ?? 0) running, \(counts[.paused] ?? 0) paused, "
             + "\(listing.allErrors.count) errors in \(String(format: "%.1f", seconds)) s"
             + (records.isEmpty ? "" : ", \(records.count) action(s)") + (config.dryRun ? " (dry run)" : "")
             + (holdFile.map { " (hold: \($0) present, acting on nothing)" } ?? "")
+            + ", \(Money.rate(snapshot.runningUSDPerHour)) running, \(Money.rate(snapshot.idleUSDPerHour)) idle, "
+            + "\(Money.usd(next.savings.savedUSD)) saved in all"
         logger.info(summary)
         _ = service.status(summary)
         return CycleReport(
@@ -425,6 +447,7 @@ public struct Daemon: Sendable {
             let record = journalRecord(planned, now: now, result: "dry_run", error: nil)
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: true, succeeded: true)
+            state.savings.record(action, instance: instance, result: JournalResult.dryRun, dryRun: true, at: now)
             await notifier.notify(actionEvent(planned, dryRun: true))
             return record
         }
@@ -446,6 +469,7 @@ public struct Daemon: Sendable {
             let record = intent.resolution(JournalResult.ok, at: clock.now())
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: true)
+            state.savings.record(action, instance: instance, result: JournalResult.ok, dryRun: false, at: now)
             if action == .pause, instance.state == .running {
                 state[instance.key]?.pauseCheck = PauseCheck(since: now, attempts: 1)
             }
@@ -456,11 +480,54 @@ public struct Daemon: Sendable {
             let record = intent.resolution(JournalResult.failed, at: clock.now(), error: "\(error)")
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: false)
+            state.savings.record(action, instance: instance, result: JournalResult.failed, dryRun: false, at: now)
             await notifier.notify(
                 event(
                     .actionFailed, planned.instance, reason: "\(error)", dryRun: false,
                     text: "Could not \(action.rawValue) \(describe(instance)): \(error). It will be retried next cycle."))
             return record
+        }
+    }
+
+    // MARK: - The ledger, the digest, the metrics
+
+    /// How far back one cycle's accrual reaches: a daemon that was down saw nothing, so it claims at most three check
+    /// intervals (and at least 15 minutes, for short intervals) of spend and savings for the gap.
+    var ledgerGapLimit: Double { max(3 * config.checkInterval, 900) }
+
+    /// Accrues spend and savings since the last cycle from this listing, before this cycle acts, and counts its
+    /// samples.
+    func accrueSavings(_ listing: Listing, state: inout FleetState, now: Date) {
+        let failed = Set(
+            listing.allErrors.compactMap { failure in providers.first { $0.account == failure.provider }?.name })
+        let listed = Set(providers.map(\.name)).subtracting(failed)
+        let pending = Set(state.instances.compactMap { $0.value.pauseCheck == nil ? nil : InstanceKey(stateKey: $0.key) })
+        let samples = state
+        state.savings.accrue(
+            LedgerObservation(instances: listing.instances, listedProviders: listed, pendingPauses: pending), now: now,
+            maxGap: ledgerGapLimit)
+        state.savings.countSamples(in: samples, at: now)
+    }
+
+    /// Sends the daily `digest` at the first cycle at or after `DIGEST_HOUR` local time, once per local day; the day
+    /// is kept in the ledger, so a restart does not send it again.
+    func sendDigestIfDue(_ snapshot: FleetSnapshot, state: inout FleetState, now: Date) async {
+        guard let hour = config.digestHour,
+            let day = DigestSchedule.dueDay(
+                now: now, hour: hour, utcOffsetSeconds: timeZone.secondsFromGMT(for: now),
+                lastDigestDay: state.ledger?.lastDigestDay)
+        else { return }
+        let figures = DigestFigures.make(ledger: state.savings, snapshot: snapshot, now: now)
+        state.savings.lastDigestDay = day
+        logger.info("Digest sent \(day): \(figures.text)")
+        await notifier.notify(NotificationEvent(event: .digest, text: figures.text, dryRun: config.dryRun, digest: figures))
+    }
+
+    /// Writes the cycle's Prometheus text to `METRICS_FILE`, if set; a failure is logged and the cycle goes on.
+    func publishMetrics(_ values: CycleMetrics) {
+        guard let metrics else { return }
+        do { try metrics.publish(PrometheusText.render(values)) } catch {
+            logger.error("Metrics not written: \(error)")
         }
     }
 

@@ -76,7 +76,7 @@ public enum Wiring {
             sampler: sampler(config: config, edges: edges),
             store: try store ?? FileStateStore(directory: config.stateDirectory, logger: edges.logger),
             notifier: notifier(config: config, edges: edges), clock: edges.clock, logger: edges.logger,
-            shutdown: edges.shutdown, service: service)
+            shutdown: edges.shutdown, service: service, metrics: config.metricsFile.map(MetricsTextFile.init(path:)))
     }
 }
 

@@ -46,6 +46,10 @@ public struct Config: Equatable, Sendable {
     /// Where `state.json`, `actions.jsonl` and `known_hosts` live.
     public var stateDirectory: String
     public var logLevel: LogLevel
+    /// Where each cycle writes the node_exporter textfile (`METRICS_FILE`); nil writes none.
+    public var metricsFile: String?
+    /// The local hour (0–23) of the daily `digest` webhook event (`DIGEST_HOUR`); nil sends none.
+    public var digestHour: Int?
 
     public init(
         policy: Policy = .defaults, limits: Limits = .defaults, checkInterval: Double = 60, dryRun: Bool = false,
@@ -80,6 +84,7 @@ public struct Config: Equatable, Sendable {
         "TENSORDOCK_V0_API_URL", "TENSORDOCK_SSH_USER", "GCP_PROJECT_ID", "GCP_ZONE", "GCP_SSH_USER", "GCP_API_URL",
         "GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST", "GCP_PRICE_OVERRIDES",
         "MAX_PAUSES_PER_CYCLE", "MAX_DELETES_PER_CYCLE", "MAX_ACTION_FRACTION", "DELETE_NOTICE_HOURS",
+        "METRICS_FILE", "DIGEST_HOUR",
     ]
 
     /// Parses and validates the configuration.
@@ -134,6 +139,7 @@ public struct Config: Equatable, Sendable {
             throw ConfigError.invalid(variable: "LOG_LEVEL", value: level, expected: "one of debug, info, warning, error")
         }
         config.logLevel = logLevel
+        try parseReporting(reader, into: &config)
         if requireProvider && !config.hasProvider {
             throw ConfigError.noProvider
         }
@@ -153,6 +159,23 @@ extension Config {
                 expected: "less than DELETE_THRESHOLD_HOURS (\(hours(deleteThreshold)))")
         }
         return notice
+    }
+
+    /// `METRICS_FILE` (an absolute path ending in `.prom`, which node_exporter's textfile collector reads) and
+    /// `DIGEST_HOUR` (0–23); each unset means off.
+    static func parseReporting(_ reader: EnvironmentReader, into config: inout Config) throws(ConfigError) {
+        if let path = reader.string("METRICS_FILE") {
+            let name = path.split(separator: "/").last.map(String.init) ?? ""
+            guard path.hasPrefix("/"), !path.hasSuffix("/"), name.hasSuffix(".prom"), name.count > 5 else {
+                throw ConfigError.invalid(
+                    variable: "METRICS_FILE", value: path,
+                    expected: "an absolute path of a file ending in .prom (node_exporter's textfile collector reads only those)")
+            }
+            config.metricsFile = path
+        }
+        if reader.string("DIGEST_HOUR") != nil {
+            config.digestHour = try reader.integer("DIGEST_HOUR", default: 0, range: 0...23)
+        }
     }
 
     static func parseLimits(_ reader: EnvironmentReader) throws(ConfigError) -> Limits {
