@@ -331,15 +331,33 @@ struct DaemonProcessTests {
         #expect(lines.allSatisfy { $0.hasPrefix("<") })
     }
 
-    @Test("the README's demo command runs the fleet and tells what it paused, deleted and left alone")
+    @Test("the README's demo command tells what it paused, deleted and left alone; report and metrics show its ledger")
     func demo() async throws {
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("co-demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: kept) }
+        let path = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         let result = try await ProcessCommandRunner().run(
             Command(
-                executable: Stage.executable.path, arguments: ["demo"],
-                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], timeout: 120,
-                outputLimit: 8 << 20))
+                executable: Stage.executable.path, arguments: ["demo", "--keep-state", kept], environment: path,
+                timeout: 120, outputLimit: 8 << 20))
         let out = String(decoding: result.stdout, as: UTF8.self)
         #expect(result.status == 0)
+        let ledgerLine = try #require(out.split(separator: "\n").first { $0.hasPrefix("Ledger for the 25 simulated hours: ") })
+        #expect(!ledgerLine.contains(" $0.00 saved"))
+        #expect(out.contains("STATE_DIR=\(kept) cost-optimizer report"))
+        let report = try await ProcessCommandRunner().run(
+            Command(
+                executable: Stage.executable.path, arguments: ["report", "--since", "2d"],
+                environment: path.merging(["STATE_DIR": kept]) { $1 }, timeout: 60, outputLimit: 1 << 20))
+        let text = String(decoding: report.stdout, as: UTF8.self)
+        #expect(report.status == 0)
+        #expect(text.contains("Savings realised  $"))
+        #expect(text.contains("Paused in the period: 4, deleted: 3"))
+        #expect(text.split(separator: "\n").contains { $0.hasPrefix("gcp/7300000000000000001 ") && $0.hasSuffix("accruing") })
+        let metrics = try String(contentsOfFile: kept + "/metrics.prom", encoding: .utf8)
+        let savings = metrics.split(separator: "\n").first { $0.hasPrefix("cost_optimizer_savings_usd_total ") }
+        #expect((savings.flatMap { Double($0.split(separator: " ")[1]) } ?? 0) > 50)
+        #expect(metrics.contains(#"cost_optimizer_actions_total{action="delete",result="ok"} 3"#))
         #expect(out.contains("PAUSE vast/9100002 (RTX 4090): GPU avg 0% < 10% for 30 min, 7 samples"))
         let rows = out.split(separator: "\n").filter {
             $0.hasPrefix("vast/") || $0.hasPrefix("tensordock/") || $0.hasPrefix("gcp/")
