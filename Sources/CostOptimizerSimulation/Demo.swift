@@ -152,7 +152,9 @@ public enum Demo {
                 "State kept in \(keptState) (metrics in \(keptState)/metrics.prom); see the ledger with:\n"
                     + "  STATE_DIR=\(keptState) cost-optimizer report")
         } else {
-            print("Run `cost-optimizer demo --keep-state DIR` to keep the state, then `STATE_DIR=DIR cost-optimizer report`.")
+            print(
+                "Run `cost-optimizer demo --keep-state DIR` to keep the state, then "
+                    + "`STATE_DIR=DIR cost-optimizer report`.")
         }
         return ExitStatus.ok
     }
@@ -160,8 +162,9 @@ public enum Demo {
     /// The ledger of the simulated day in one line.
     static func ledgerLine(_ ledger: SavingsLedger, hours: Double) -> String {
         "Ledger for the \(Int(hours)) simulated hours: \(Money.usd(ledger.spendUSD)) spent on the listed instances, "
-            + "\(Money.usd(ledger.savedUSD)) saved by the pauses and deletes; now \(Money.rate(ledger.snapshot?.runningUSDPerHour ?? 0)) "
-            + "running, \(Money.rate(ledger.snapshot?.idleUSDPerHour ?? 0)) idle."
+            + "\(Money.usd(ledger.savedUSD)) saved by the pauses and deletes; now "
+            + "\(Money.rate(ledger.snapshot?.runningUSDPerHour ?? 0)) running, "
+            + "\(Money.rate(ledger.snapshot?.idleUSDPerHour ?? 0)) idle."
     }
 
     /// `--keep-state DIR` as an absolute path (nil without it), or why it cannot be used: DIR must be new or empty,
@@ -173,7 +176,8 @@ public enum Demo {
         }
         let path = URL(fileURLWithPath: arguments[1]).standardizedFileURL.path
         if let names = try? FileManager.default.contentsOfDirectory(atPath: path), !names.isEmpty {
-            return .failure(DemoUsageError(message: "\(path) is not empty; --keep-state needs a new or empty directory"))
+            return .failure(
+                DemoUsageError(message: "\(path) is not empty; --keep-state needs a new or empty directory"))
         }
         return .success(path)
     }

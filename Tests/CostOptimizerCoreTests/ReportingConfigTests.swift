@@ -30,7 +30,9 @@ struct ReportingConfigTests {
         }
     }
 
-    @Test("an hour outside 0–23 or not a whole number is refused, naming the variable", arguments: ["24", "-1", "9.5", "nine"])
+    @Test(
+        "an hour outside 0–23 or not a whole number is refused, naming the variable",
+        arguments: ["24", "-1", "9.5", "nine"])
     func badHour(value: String) {
         #expect {
             try Config.parse(environment: Self.base.merging(["DIGEST_HOUR": value]) { $1 })

@@ -102,8 +102,9 @@ struct SavingsLedgerTests {
         var ledger = Self.pausedLedger(
             Self.vast(.running, price: 0.50, storage: 0.02), after: [Self.vast(.paused, price: 0.50, storage: 0.02)],
             step: Self.hour, until: Self.hour)
-        ledger.record(.delete, instance: Self.vast(.paused, price: 0.50, storage: 0.02), result: "ok", dryRun: false,
-                      at: Self.t0 + Self.hour)
+        ledger.record(
+            .delete, instance: Self.vast(.paused, price: 0.50, storage: 0.02), result: "ok", dryRun: false,
+            at: Self.t0 + Self.hour)
         ledger.accrue(Self.seen([]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
         // 1 h × 0.48 paused, then 1 h × 0.50 deleted.
         #expect(abs(ledger.savedUSD - 0.98) < 1e-9)
@@ -123,7 +124,8 @@ struct SavingsLedgerTests {
 
     @Test("a TensorDock VM stopped with its GPU reserved is spend at the full rate; releasing it saves rate − storage")
     func reservedGPU() {
-        let reserved = Self.vast(.paused, id: "td", price: 0.38, storage: 0.01, gpuReserved: true, provider: .tensordock)
+        let reserved = Self.vast(
+            .paused, id: "td", price: 0.38, storage: 0.01, gpuReserved: true, provider: .tensordock)
         var ledger = SavingsLedger()
         ledger.accrue(Self.seen([reserved], listed: [.tensordock]), now: Self.t0, maxGap: Self.noCap)
         ledger.accrue(Self.seen([reserved], listed: [.tensordock]), now: Self.t0 + Self.hour, maxGap: Self.noCap)
@@ -147,8 +149,9 @@ struct SavingsLedgerTests {
         #expect(ledger.entries.first?.endReason == "running again")
         #expect(ledger.entries.first?.endedAt == Self.t0 + 2 * Self.hour)
         // Paused again by us later: a new entry.
-        ledger.record(.pause, instance: Self.vast(.running, price: 0.60), result: "ok", dryRun: false,
-                      at: Self.t0 + 3 * Self.hour)
+        ledger.record(
+            .pause, instance: Self.vast(.running, price: 0.60), result: "ok", dryRun: false,
+            at: Self.t0 + 3 * Self.hour)
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.60)]), now: Self.t0 + 4 * Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.count == 2)
         #expect(abs(ledger.savedUSD - 1.10) < 1e-9)
@@ -163,8 +166,9 @@ struct SavingsLedgerTests {
         ledger.accrue(Self.seen([running], pending: [running.key]), now: Self.t0 + Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.first?.isOpen == true)
         #expect(ledger.savedUSD == 0)
-        ledger.record(.pause, instance: Self.vast(.running, price: 0.90), result: "ok", dryRun: false,
-                      at: Self.t0 + Self.hour)
+        ledger.record(
+            .pause, instance: Self.vast(.running, price: 0.90), result: "ok", dryRun: false,
+            at: Self.t0 + Self.hour)
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.90)]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.count == 1)
         #expect(abs(ledger.savedUSD - 0.50) < 1e-9)
@@ -189,8 +193,9 @@ struct SavingsLedgerTests {
             Self.vast(.running, price: 0.60, storage: 0.0), after: [Self.vast(.paused, price: 0.60, storage: 0.0)],
             step: Self.hour, until: Self.hour)
         let running = Self.vast(.running, id: "2", price: 1.20)
-        ledger.accrue(Self.seen([Self.vast(.paused, price: 0.60, storage: 0), running]), now: Self.t0 + 11 * Self.hour,
-                      maxGap: 900)
+        ledger.accrue(
+            Self.seen([Self.vast(.paused, price: 0.60, storage: 0), running]), now: Self.t0 + 11 * Self.hour,
+            maxGap: 900)
         // 1 h before the gap, then 15 min only: savings 0.60 + 0.15, spend 1.20 × 0.25.
         #expect(abs(ledger.savedUSD - 0.75) < 1e-9)
         #expect(abs(ledger.spendUSD - 0.30) < 1e-9)
@@ -256,9 +261,11 @@ struct SavingsLedgerTests {
         ledger.hours = [LedgerHour(hour: thisHour - 48), LedgerHour(hour: thisHour - 47), LedgerHour(hour: thisHour)]
         var old = SavingsEntry(provider: .vast, id: "1", name: "a", pausedAt: now - 500 * Self.day, billedUSDPerHour: 1)
         old.endedAt = now - 401 * Self.day
-        var recent = SavingsEntry(provider: .vast, id: "2", name: "b", pausedAt: now - 500 * Self.day, billedUSDPerHour: 1)
+        var recent = SavingsEntry(
+            provider: .vast, id: "2", name: "b", pausedAt: now - 500 * Self.day, billedUSDPerHour: 1)
         recent.endedAt = now - 300 * Self.day
-        let open = SavingsEntry(provider: .vast, id: "3", name: "c", pausedAt: now - 500 * Self.day, billedUSDPerHour: 1)
+        let open = SavingsEntry(
+            provider: .vast, id: "3", name: "c", pausedAt: now - 500 * Self.day, billedUSDPerHour: 1)
         ledger.entries = [old, recent, open]
         ledger.prune(now: now)
         #expect(ledger.days.keys.sorted() == ["2025-12-12"])
@@ -275,7 +282,9 @@ struct SavingsLedgerTests {
         ]
         var failed = InstanceRecord(firstSeen: Self.t0, state: .running)
         failed.samples = [StoredSample(at: Self.t0, utilization: nil)]
-        state.instances = ["vast/1": record, "vast/2": failed, "vast/3": InstanceRecord(firstSeen: Self.t0, state: .paused)]
+        state.instances = [
+            "vast/1": record, "vast/2": failed, "vast/3": InstanceRecord(firstSeen: Self.t0, state: .paused),
+        ]
         var ledger = SavingsLedger()
         ledger.countSamples(in: state, at: Self.t0)
         #expect(ledger.samplesOK == 1 && ledger.samplesFailed == 1)
@@ -301,8 +310,10 @@ struct SavingsLedgerTests {
 struct LedgerCalendarTests {
     @Test(
         "UTC day keys by arithmetic, and back",
-        arguments: [(0, "1970-01-01"), (-1, "1969-12-31"), (11_017, "2000-03-01"), (19_782, "2024-02-29"),
-                    (20_833, "2027-01-15")])
+        arguments: [
+            (0, "1970-01-01"), (-1, "1969-12-31"), (11_017, "2000-03-01"), (19_782, "2024-02-29"),
+            (20_833, "2027-01-15"),
+        ])
     func dayKeys(number: Int, key: String) {
         #expect(LedgerCalendar.dayKey(dayNumber: number) == key)
         #expect(LedgerCalendar.dayNumber(key: key) == number)
@@ -329,28 +340,37 @@ struct LedgerCalendarTests {
             DigestSchedule.dueDay(now: at(25), hour: 9, utcOffsetSeconds: 0, lastDigestDay: "2027-01-15")
                 == "2027-01-16")
         // Hour 23, late cycle at 23:59 then 00:01 the next day: one digest for the 15th, none yet for the 16th.
-        #expect(DigestSchedule.dueDay(now: at(15.98), hour: 23, utcOffsetSeconds: 0, lastDigestDay: nil) == "2027-01-15")
-        #expect(DigestSchedule.dueDay(now: at(16.02), hour: 23, utcOffsetSeconds: 0, lastDigestDay: "2027-01-15") == nil)
+        #expect(
+            DigestSchedule.dueDay(now: at(15.98), hour: 23, utcOffsetSeconds: 0, lastDigestDay: nil) == "2027-01-15")
+        #expect(
+            DigestSchedule.dueDay(now: at(16.02), hour: 23, utcOffsetSeconds: 0, lastDigestDay: "2027-01-15") == nil)
         // Hour 0: due at local midnight.
-        #expect(DigestSchedule.dueDay(now: at(16), hour: 0, utcOffsetSeconds: 0, lastDigestDay: "2027-01-15") == "2027-01-16")
+        #expect(
+            DigestSchedule.dueDay(now: at(16), hour: 0, utcOffsetSeconds: 0, lastDigestDay: "2027-01-15")
+                == "2027-01-16")
         // A later day already sent (the clock went back): nothing.
         #expect(DigestSchedule.dueDay(now: at(5), hour: 0, utcOffsetSeconds: 0, lastDigestDay: "2027-01-16") == nil)
     }
 
-    @Test("the local hour and day follow the UTC offset", arguments: [(19_800, 1.5, "2027-01-15"), (-28_800, 17.0, "2027-01-15"), (36_000, 23.0, "2027-01-16")])
+    @Test(
+        "the local hour and day follow the UTC offset",
+        arguments: [(19_800, 1.5, "2027-01-15"), (-28_800, 17.0, "2027-01-15"), (36_000, 23.0, "2027-01-16")])
     func digestOffsets(offset: Int, hoursAfterT0: Double, day: String) {
         // 08:00Z + 1.5 h = 09:30Z = 15:00 in +05:30; + 17 h = 01:00Z on the 16th = 17:00 on the 15th in −08:00;
         // + 23 h = 07:00Z on the 16th = 17:00 on the 16th in +10:00.
         let now = Self.t0 + hoursAfterT0 * 3600
         #expect(DigestSchedule.dueDay(now: now, hour: 15, utcOffsetSeconds: offset, lastDigestDay: nil) == day)
-        #expect(DigestSchedule.dueDay(now: now - 3600, hour: 15, utcOffsetSeconds: offset, lastDigestDay: "2000-01-01")
-            == (offset == 19_800 ? nil : day))
+        #expect(
+            DigestSchedule.dueDay(now: now - 3600, hour: 15, utcOffsetSeconds: offset, lastDigestDay: "2000-01-01")
+                == (offset == 19_800 ? nil : day))
     }
 
     @Test("the snapshot sums running, idle and unmonitored $/h and lists the costliest idle instances first")
     func snapshot() {
         let t0 = Self.t0
-        func planned(_ id: String, _ state: InstanceState, _ price: Double?, managed: Bool = true, unmonitored: Bool = false)
+        func planned(
+            _ id: String, _ state: InstanceState, _ price: Double?, managed: Bool = true, unmonitored: Bool = false
+        )
             -> PlannedDecision
         {
             var decision = Decision.none("x")
@@ -395,8 +415,9 @@ struct LedgerCalendarTests {
         ledger.savedUSD = 500
         ledger.entries = [
             SavingsEntry(provider: .vast, id: "1", name: "a", pausedAt: now - 3600, billedUSDPerHour: 1),
-            SavingsEntry(provider: .vast, id: "2", name: "b", pausedAt: now - 30 * 3600, deletedAt: now - 60,
-                         billedUSDPerHour: 1),
+            SavingsEntry(
+                provider: .vast, id: "2", name: "b", pausedAt: now - 30 * 3600, deletedAt: now - 60,
+                billedUSDPerHour: 1),
             SavingsEntry(provider: .vast, id: "3", name: "c", pausedAt: now - 30 * 3600, billedUSDPerHour: 1),
         ]
         let snapshot = FleetSnapshot(
@@ -414,7 +435,9 @@ struct LedgerCalendarTests {
                 + "Top idle: notebook (vast/9) $0.42/h.")
     }
 
-    @Test("money is printed without a locale", arguments: [(0.0, "$0.00"), (12.4, "$12.40"), (0.006, "$0.01"), (1234.567, "$1234.57"), (-1, "-$1.00")])
+    @Test(
+        "money is printed without a locale",
+        arguments: [(0.0, "$0.00"), (12.4, "$12.40"), (0.006, "$0.01"), (1234.567, "$1234.57"), (-1, "-$1.00")])
     func money(value: Double, text: String) {
         #expect(Money.usd(value) == text)
     }

@@ -28,7 +28,8 @@ enum ReportFixture {
         ledger.entries = [
             ended,
             SavingsEntry(
-                provider: .vast, id: "1", name: "notebook", pausedAt: at("2027-01-14T10:00:00Z"), billedUSDPerHour: 0.42,
+                provider: .vast, id: "1", name: "notebook", pausedAt: at("2027-01-14T10:00:00Z"),
+                billedUSDPerHour: 0.42,
                 storageUSDPerHour: 0.02, savedUSD: 4),
             SavingsEntry(
                 provider: .gcp, id: "9", name: "a100-eval", pausedAt: at("2027-01-15T01:00:00Z"),
@@ -37,15 +38,19 @@ enum ReportFixture {
         ledger.snapshot = FleetSnapshot(
             at: at("2027-01-15T07:59:00Z"), instances: ["vast": ["running": 3]], runningUSDPerHour: 3.2,
             idleInstances: 2, idleUSDPerHour: 0.84, unmonitoredInstances: 1, unmonitoredUSDPerHour: 0.56,
-            topIdle: [IdleInstance(key: "vast/3", name: "jupyter", usdPerHour: 0.42, idleSince: at("2027-01-15T07:00:00Z"))])
+            topIdle: [
+                IdleInstance(key: "vast/3", name: "jupyter", usdPerHour: 0.42, idleSince: at("2027-01-15T07:00:00Z"))
+            ])
         var state = FleetState()
         state.ledger = ledger
         return state
     }
 
     static var journal: [JournalRecord] {
-        func record(_ time: String, _ provider: String, _ id: String, _ name: String, _ action: ActionKind,
-                    _ result: String, dryRun: Bool = false) -> JournalRecord {
+        func record(
+            _ time: String, _ provider: String, _ id: String, _ name: String, _ action: ActionKind,
+            _ result: String, dryRun: Bool = false
+        ) -> JournalRecord {
             JournalRecord(
                 time: at(time), provider: provider, id: id, name: name, action: action, reason: "why \(id)",
                 dryRun: dryRun, result: result, actionID: "a-\(id)-\(action.rawValue)")
@@ -74,7 +79,9 @@ struct SavingsReportTests {
         #expect(report.savingsUSD == 6 && report.savingsByProviderUSD == ["vast": 4, "gcp": 2])
         #expect(report.savingsByInstance.map(\.id) == ["1", "9"])
         #expect(report.savingsByInstance.map(\.savedUSD) == [4, 2])
-        #expect(abs((report.savingsByInstance[0].avoidedUSDPerHour ?? 0) - 0.40) < 1e-9 && report.savingsByInstance[0].accruing)
+        #expect(
+            abs((report.savingsByInstance[0].avoidedUSDPerHour ?? 0) - 0.40) < 1e-9
+                && report.savingsByInstance[0].accruing)
         #expect(report.savingsByInstance[1].action == "delete" && report.savingsByInstance[1].avoidedUSDPerHour == 2.93)
         #expect(report.paused.map(\.id) == ["1", "9"] && report.deleted.map(\.id) == ["9"])
         #expect(report.dryRunPauses == 1 && report.dryRunDeletes == 0)
@@ -87,12 +94,17 @@ struct SavingsReportTests {
                 + "generated 2027-01-15T08:00:00Z")
         #expect(lines.contains("Spend observed    $17.00  gcp $2.00, vast $15.00"))
         #expect(lines.contains("Savings realised  $6.00   gcp $2.00, vast $4.00"))
-        #expect(lines.contains { $0.hasPrefix("vast/1 ") && $0.contains("notebook") && $0.contains("0.42") &&
-            $0.contains("0.40") && $0.contains("$4.00") && $0.hasSuffix("accruing") })
-        #expect(lines.contains("Paused in the period: 2, deleted: 1 (dry run: 1 pauses and 0 deletes decided, not sent)"))
+        #expect(
+            lines.contains {
+                $0.hasPrefix("vast/1 ") && $0.contains("notebook") && $0.contains("0.42") && $0.contains("0.40")
+                    && $0.contains("$4.00") && $0.hasSuffix("accruing")
+            })
+        #expect(
+            lines.contains("Paused in the period: 2, deleted: 1 (dry run: 1 pauses and 0 deletes decided, not sent)"))
         #expect(
             lines.contains(
-                "Burning now (last cycle 2027-01-15T07:59:00Z): $3.20/h running, $0.84/h on 2 idle, $0.56/h on 1 unmonitored"))
+                "Burning now (last cycle 2027-01-15T07:59:00Z): $3.20/h running, $0.84/h on 2 idle, $0.56/h on 1 unmonitored"
+            ))
         #expect(lines.contains("  idle: vast/3 jupyter $0.42/h since 2027-01-15T07:00:00Z"))
         #expect(!text.contains("old-job"))
     }
@@ -159,7 +171,9 @@ struct SavingsReportTests {
         #expect(window.amount == amount && window.unit.rawValue == unit)
     }
 
-    @Test("--since rejects anything else with a usage error", arguments: ["0d", "401d", "9601h", "30", "d", "-1d", "3w", ""])
+    @Test(
+        "--since rejects anything else with a usage error",
+        arguments: ["0d", "401d", "9601h", "30", "d", "-1d", "3w", ""])
     func sinceRejects(text: String) {
         #expect(throws: UsageError.self) { try ReportWindow.parse(text) }
     }
@@ -183,7 +197,8 @@ struct SavingsReportTests {
             .path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let env = ["STATE_DIR": directory]
-        let missing = CommandLineTool.reportOutput(environment: env, window: .default, json: false, now: ReportFixture.t0)
+        let missing = CommandLineTool.reportOutput(
+            environment: env, window: .default, json: false, now: ReportFixture.t0)
         #expect(missing.status == 0)
         #expect(missing.text?.contains("Note: STATE_DIR \(directory) does not exist") == true)
         #expect(missing.text?.contains("Spend observed    $0.00") == true)
@@ -198,18 +213,21 @@ struct SavingsReportTests {
         let json = CommandLineTool.reportOutput(
             environment: env, window: ReportWindow(amount: 2, unit: .days), json: true, now: ReportFixture.t0)
         #expect(json.status == 0 && json.error == nil)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data((json.text ?? "").utf8)) as? [String: Any])
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data((json.text ?? "").utf8)) as? [String: Any])
         #expect(object["spend_usd"] as? Double == 17 && object["savings_usd"] as? Double == 6)
         #expect((object["paused"] as? [Any])?.count == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == before)
 
         try Data("{not json".utf8).write(to: URL(fileURLWithPath: directory + "/state.json"))
-        let corrupt = CommandLineTool.reportOutput(environment: env, window: .default, json: false, now: ReportFixture.t0)
+        let corrupt = CommandLineTool.reportOutput(
+            environment: env, window: .default, json: false, now: ReportFixture.t0)
         #expect(corrupt.status == 70 && corrupt.text == nil)
         #expect(corrupt.error?.contains("cannot use \(directory)/state.json") == true)
 
         let bad = CommandLineTool.reportOutput(
-            environment: env.merging(["DIGEST_HOUR": "25"]) { $1 }, window: .default, json: false, now: ReportFixture.t0)
+            environment: env.merging(["DIGEST_HOUR": "25"]) { $1 }, window: .default, json: false, now: ReportFixture.t0
+        )
         #expect(bad.status == 78)
     }
 }
@@ -278,7 +296,8 @@ struct MetricsFileTests {
         #expect(PrometheusText.number(.infinity) == "+Inf" && PrometheusText.number(.nan) == "NaN")
         var values = Self.values()
         values.ledger.actionCounts["pause/we\"ird"] = 2
-        #expect(PrometheusText.render(values).contains(#"cost_optimizer_actions_total{action="pause",result="we\"ird"} 2"#))
+        #expect(
+            PrometheusText.render(values).contains(#"cost_optimizer_actions_total{action="pause",result="we\"ird"} 2"#))
     }
 
     @Test("the file is replaced by rename, mode 0644 whatever the umask, with no temp file left")
@@ -314,7 +333,9 @@ struct MetricsFileTests {
         let config = try Config.parse(environment: [
             "VAST_API_KEY": "k", "METRICS_FILE": "/nonexistent-\(UUID().uuidString)/cost_optimizer.prom",
         ])
-        #expect(throws: ConfigError.self) { try CommandLineTool.checkFiles(config, environment: ["PATH": "/usr/bin:/bin"]) }
+        #expect(throws: ConfigError.self) {
+            try CommandLineTool.checkFiles(config, environment: ["PATH": "/usr/bin:/bin"])
+        }
     }
 }
 
@@ -360,7 +381,9 @@ struct LedgerDaemonTests {
         #expect(savings.flatMap { Double($0.split(separator: " ")[1]) } == ledger.savedUSD)
         #expect(file.contains(#"cost_optimizer_actions_total{action="pause",result="ok"} 1"#))
         #expect(file.contains(#"cost_optimizer_instances{provider="vast",state="paused"} 1"#))
-        #expect(file.contains("cost_optimizer_last_success_timestamp_seconds \(PrometheusText.number(last.timeIntervalSince1970))"))
+        #expect(
+            file.contains(
+                "cost_optimizer_last_success_timestamp_seconds \(PrometheusText.number(last.timeIntervalSince1970))"))
         // The summary line keeps its prefix and adds the figures at the end.
         let summary = try #require(sink.captured.last { $0.contains("Cycle complete") })
         #expect(summary.hasPrefix("info: Cycle complete: 0 running, 1 paused, 0 errors in "))
@@ -435,7 +458,8 @@ struct LedgerEdgeTests {
         let simulator = TensorDockFixture.simulator(TensorDockFixture.fleet(1))
         for (v2, expected) in [(false, 0.01 as Double?), (true, nil)] {
             let td = TensorDockProvider(
-                settings: TensorDockFixture.settings(v2: v2, v0: !v2), transport: FakeHTTPTransport(handler: simulator.handle),
+                settings: TensorDockFixture.settings(v2: v2, v0: !v2),
+                transport: FakeHTTPTransport(handler: simulator.handle),
                 clock: FakeClock(), logger: .silent, retry: .exact, minimumInterval: 0)
             #expect(try await td.listInstances().map(\.storageCostUSDPerHour) == [expected])
         }

@@ -33,7 +33,9 @@ public enum PrometheusText {
         let snapshot = metrics.snapshot
         let ledger = metrics.ledger
         var out = ""
-        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
+        func metric(
+            _ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]
+        ) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for sample in samples {
                 let labels = sample.labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
@@ -44,12 +46,15 @@ public enum PrometheusText {
         for provider in snapshot.instances.keys.sorted() {
             for state in InstanceState.allCases {
                 instances.append(
-                    ([("provider", provider), ("state", state.rawValue)],
-                     Double(snapshot.instances[provider]?[state.rawValue] ?? 0)))
+                    (
+                        [("provider", provider), ("state", state.rawValue)],
+                        Double(snapshot.instances[provider]?[state.rawValue] ?? 0)
+                    ))
             }
         }
         metric(
-            "cost_optimizer_instances", "gauge", "Instances listed in the last cycle, by provider and state.", instances)
+            "cost_optimizer_instances", "gauge", "Instances listed in the last cycle, by provider and state.", instances
+        )
         metric(
             "cost_optimizer_idle_instances", "gauge",
             "Running managed instances in an idle streak in the last cycle.", [([], Double(snapshot.idleInstances))])
@@ -83,13 +88,15 @@ public enum PrometheusText {
         }
         for (key, count) in ledger.actionCounts.sorted(by: { $0.key < $1.key }) where !known.contains(key) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            actions.append(([("action", parts.first ?? key), ("result", parts.count > 1 ? parts[1] : "")], Double(count)))
+            actions.append(
+                ([("action", parts.first ?? key), ("result", parts.count > 1 ? parts[1] : "")], Double(count)))
         }
         metric(
             "cost_optimizer_actions_total", "counter",
             "Pauses and deletes attempted, by result (ok, failed, dry_run).", actions)
         metric(
-            "cost_optimizer_cycle_duration_seconds", "gauge", "Wall time of the last cycle.", [([], metrics.cycleSeconds)])
+            "cost_optimizer_cycle_duration_seconds", "gauge", "Wall time of the last cycle.",
+            [([], metrics.cycleSeconds)])
         metric(
             "cost_optimizer_samples_total", "counter", "GPU samples taken over ssh, by result.",
             [([("result", "ok")], Double(ledger.samplesOK)), ([("result", "failed")], Double(ledger.samplesFailed))])

@@ -2,7 +2,7 @@ import CostOptimizerCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `report --since`: how far back the report looks, in days (`30d`) or hours (`12h`).
@@ -10,6 +10,7 @@ import Glibc
 /// The ledger keeps whole UTC days, so the report covers whole days: `Nd` the last N UTC days, today included;
 /// `Nh` every UTC day that holds part of the last N hours.
 public struct ReportWindow: Equatable, Sendable {
+    /// `d` or `h`, as written after the number.
     public enum Unit: String, Sendable {
         case days = "d"
         case hours = "h"
@@ -256,7 +257,8 @@ public struct SavingsReport: Encodable, Sendable {
 
         let recent = journal.filter { $0.time >= periodStart && $0.time <= now }
         let line: (JournalRecord) -> ActionLine = {
-            ActionLine(time: SavingsReport.iso($0.time), provider: $0.provider, id: $0.id, name: $0.name, reason: $0.reason)
+            ActionLine(
+                time: SavingsReport.iso($0.time), provider: $0.provider, id: $0.id, name: $0.name, reason: $0.reason)
         }
         let done = recent.filter { $0.result == JournalResult.ok && !$0.dryRun }
         paused = done.filter { $0.action == .pause }.map(line)
@@ -331,7 +333,9 @@ public struct SavingsReport: Encodable, Sendable {
         if !actions.isEmpty {
             var rows = [["TIME", "ACTION", "INSTANCE", "NAME", "REASON"]]
             for (line, action) in actions.sorted(by: { $0.0.time < $1.0.time }) {
-                rows.append([line.time, action, "\(line.provider)/\(line.id)", String(line.name.prefix(24)), line.reason])
+                rows.append([
+                    line.time, action, "\(line.provider)/\(line.id)", String(line.name.prefix(24)), line.reason,
+                ])
             }
             out += TextTable.render(rows)
         }
@@ -358,8 +362,10 @@ public struct SavingsReport: Encodable, Sendable {
     }
 
     private static func byProvider(_ amounts: [String: Double]) -> String {
-        amounts.isEmpty ? "-" : amounts.sorted { $0.key < $1.key }.map { "\($0.key) \(Money.usd($0.value))" }
-            .joined(separator: ", ")
+        amounts.isEmpty
+            ? "-"
+            : amounts.sorted { $0.key < $1.key }.map { "\($0.key) \(Money.usd($0.value))" }
+                .joined(separator: ", ")
     }
 }
 

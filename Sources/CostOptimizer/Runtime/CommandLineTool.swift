@@ -22,7 +22,9 @@ public enum ExitStatus {
 
 /// The parsed command line.
 public struct Invocation: Equatable, Sendable {
-    public enum Command: String, Sendable { case run, status, report, checkConfig = "check-config", demo, help, version }
+    public enum Command: String, Sendable {
+        case run, status, report, checkConfig = "check-config", demo, help, version
+    }
     public var command: Command
     public var runOnce: Bool
     public var dryRun: Bool
@@ -49,7 +51,9 @@ public struct Invocation: Equatable, Sendable {
         while let argument = remaining.popFirst() {
             switch argument {
             case "--since":
-                guard let value = remaining.popFirst() else { throw UsageError(message: "--since needs a value such as 30d") }
+                guard let value = remaining.popFirst() else {
+                    throw UsageError(message: "--since needs a value such as 30d")
+                }
                 invocation.since = try ReportWindow.parse(value)
             case _ where argument.hasPrefix("--since="):
                 invocation.since = try ReportWindow.parse(String(argument.dropFirst("--since=".count)))

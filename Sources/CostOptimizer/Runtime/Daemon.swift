@@ -501,7 +501,8 @@ public struct Daemon: Sendable {
         let failed = Set(
             listing.allErrors.compactMap { failure in providers.first { $0.account == failure.provider }?.name })
         let listed = Set(providers.map(\.name)).subtracting(failed)
-        let pending = Set(state.instances.compactMap { $0.value.pauseCheck == nil ? nil : InstanceKey(stateKey: $0.key) })
+        let pending = Set(
+            state.instances.compactMap { $0.value.pauseCheck == nil ? nil : InstanceKey(stateKey: $0.key) })
         let samples = state
         state.savings.accrue(
             LedgerObservation(instances: listing.instances, listedProviders: listed, pendingPauses: pending), now: now,
@@ -520,7 +521,8 @@ public struct Daemon: Sendable {
         let figures = DigestFigures.make(ledger: state.savings, snapshot: snapshot, now: now)
         state.savings.lastDigestDay = day
         logger.info("Digest sent \(day): \(figures.text)")
-        await notifier.notify(NotificationEvent(event: .digest, text: figures.text, dryRun: config.dryRun, digest: figures))
+        await notifier.notify(
+            NotificationEvent(event: .digest, text: figures.text, dryRun: config.dryRun, digest: figures))
     }
 
     /// Writes the cycle's Prometheus text to `METRICS_FILE`, if set; a failure is logged and the cycle goes on.

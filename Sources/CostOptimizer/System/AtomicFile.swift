@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Replaces a whole file atomically: a temp file in the same directory (`O_EXCL | O_NOFOLLOW`, its mode set with

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `METRICS_FILE`: a node_exporter textfile, replaced atomically each cycle (a temp file `.<name>.tmp-<pid>` in the

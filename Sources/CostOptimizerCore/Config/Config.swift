@@ -169,7 +169,9 @@ extension Config {
             guard path.hasPrefix("/"), !path.hasSuffix("/"), name.hasSuffix(".prom"), name.count > 5 else {
                 throw ConfigError.invalid(
                     variable: "METRICS_FILE", value: path,
-                    expected: "an absolute path of a file ending in .prom (node_exporter's textfile collector reads only those)")
+                    expected:
+                        "an absolute path of a file ending in .prom (node_exporter's textfile collector reads only those)"
+                )
             }
             config.metricsFile = path
         }

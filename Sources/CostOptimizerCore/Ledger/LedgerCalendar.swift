@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Calendar days and hours by arithmetic on seconds since 1970: no calendar, no locale, no clock, so the same

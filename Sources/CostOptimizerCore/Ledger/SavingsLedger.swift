@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// What an instance is billed per hour in the state a listing shows, as far as the listing says.
@@ -204,8 +204,7 @@ public struct SavingsLedger: Codable, Equatable, Sendable {
     /// Records an action's outcome: counted always; a successful real pause or delete (not a dry run) opens the
     /// instance's entry at the instance's rate at that moment, or moves its open entry on (a delete after our pause
     /// keeps the pause's billed rate; a pause sent again changes nothing).
-    public mutating func record(_ action: ActionKind, instance: Instance, result: String, dryRun: Bool, at time: Date)
-    {
+    public mutating func record(_ action: ActionKind, instance: Instance, result: String, dryRun: Bool, at time: Date) {
         guard action != .none else { return }
         actionCounts[SavingsLedger.countKey(action, result), default: 0] += 1
         guard result == JournalResult.ok, !dryRun else { return }
