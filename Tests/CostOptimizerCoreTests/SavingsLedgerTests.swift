@@ -95,6 +95,13 @@ struct SavingsLedgerTests {
         #expect(abs(ledger.savedUSD - 0.40) < 1e-9)
         ledger.accrue(Self.seen([Self.vast(.running, price: 0.40)]), now: Self.t0 + 4 * Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.first?.endReason == "listed running after the delete")
+
+        // A delete whose instance stays listed (or unlisted by an outage) still ends at the horizon.
+        var stuck = SavingsLedger()
+        stuck.accrue(Self.seen([running]), now: Self.t0, maxGap: Self.noCap)
+        stuck.record(.delete, instance: running, result: "ok", dryRun: false, at: Self.t0)
+        stuck.accrue(Self.seen([Self.vast(.paused)], listed: []), now: Self.t0 + 31 * Self.day, maxGap: Self.noCap)
+        #expect(stuck.entries.first?.endedAt == Self.t0 + 30 * Self.day && stuck.savedUSD == 0)
     }
 
     @Test("a delete after our pause keeps the running rate it paused at: the storage is saved too from then on")

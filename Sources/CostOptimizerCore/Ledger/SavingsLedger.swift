@@ -284,13 +284,17 @@ public struct SavingsLedger: Codable, Equatable, Sendable {
                 if let deletedAt = entry.deletedAt {
                     let horizon = deletedAt.addingTimeInterval(SavingsLedger.deleteHorizon)
                     addSaving(entry.billedUSDPerHour, to: &entry, from: from, to: min(now, horizon))
-                    if now >= horizon {
-                        entry.endedAt = horizon
-                        entry.endReason = "30 days after the delete"
-                    }
                 } else {
                     entry.endedAt = now
                     entry.endReason = "gone without our delete"
+                }
+            }
+            // The horizon ends a delete's entry whatever the listing shows (even one still listed, or not listed).
+            if entry.isOpen, let deletedAt = entry.deletedAt {
+                let horizon = deletedAt.addingTimeInterval(SavingsLedger.deleteHorizon)
+                if now >= horizon {
+                    entry.endedAt = horizon
+                    entry.endReason = "30 days after the delete"
                 }
             }
             entries[index] = entry
