@@ -261,20 +261,33 @@ struct SimulateRunTests {
         #expect(throws: ConfigError.self) { try Self.config(["PAUSE_WINDOW_MINUTES": "soon"]) }
     }
 
-    @Test func aForgottenGPUIsPausedAfterTheWindowAndSavesMostOfTheDay() async throws {
+    @Test func aForgottenGPUIsPausedAfterTheWindowAndSavesMostOfItsTime() async throws {
         let config = try Self.config()
         let settings = DaemonSimulation.settings(config: config, seed: 1)
         let scenario = SimulationScenario(
             name: "forgotten", story: "",
             machines: [machine([GPUTrace.constant(0.5, memoryUsedMiB: 0)], price: 1, storage: 0.01)],
-            duration: 86_400)
+            duration: 8 * hour)
         let histories = try await DaemonSimulation.run(scenario, config: config, settings: settings)
         let pause = try #require(histories[0].pauses.first)
         #expect(pause >= 30 * minute && pause < 33 * minute)
         let result = SimulationResult.evaluate(scenario, policy: "default", histories: histories, settings: settings)
         #expect(result.pauses == 1 && result.deletes == 0 && result.falsePauses == 0)
+        // 8 h less the ~31 min before the pause, at $0.99 saved per hour: ~92 %; the oracle stops it at once.
         #expect(result.savingsPercent > 90)
-        #expect(result.captureRatio > 0.95 && result.captureRatio <= 1)
+        #expect(result.captureRatio > 0.9 && result.captureRatio < 1)
+    }
+
+    @Test func theBuiltInNotebookIsPausedThoughItHoldsMemory() async throws {
+        let config = try Self.config()
+        let settings = DaemonSimulation.settings(config: config, seed: 1)
+        let scenario = try #require(BuiltInScenarios.scenario(named: "notebook", days: 1, seed: 1))
+        #expect(scenario.machines[0].trace.gpus[0].memoryUsedMiB > 10_000)
+        let results = try await Simulate.run([scenario], config: config, settings: settings, compareNaive: true)
+        #expect(results.map(\.policy) == ["default", "naive"])
+        #expect(results[0].pauses == 1 && results[0].falsePauses == 0 && results[0].deletes == 0)
+        #expect(results[0].savingsPercent > 95)
+        #expect(results[1].pauses == 1)
     }
 
     @Test func burstsFoolTheNaiveRuleButNotTheDaemon() async throws {
