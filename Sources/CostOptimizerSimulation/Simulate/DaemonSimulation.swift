@@ -4,13 +4,14 @@ import Foundation
 import Synchronization
 
 /// Runs the real daemon (`Wiring.daemon`, `Daemon.tick`: listing, sampling, the engine, the guards, the re-check and
-/// the actions) over a scenario: an in-memory Vast account (`VastSimulator` behind a `FakeHTTPTransport`), an in-memory
-/// nvidia-smi answering the sampler's ssh argv from the traces, a memory state store and a simulated clock. The
-/// simulated user starts a stopped instance again at the exact moment its trace says work resumes.
+/// the actions) over a scenario: an in-memory Vast account (a `VastSimulator` answering the daemon's `HTTPTransport`),
+/// an in-memory nvidia-smi answering the sampler's ssh argv from the traces, a memory state store and a simulated
+/// clock. The simulated user starts a stopped instance again at the exact moment its trace says work resumes.
 public enum DaemonSimulation {
     /// Where the simulated instances live on the simulated clock: 2026-03-02 00:00:00 UTC, a Monday.
     public static let defaultStart = Date(timeIntervalSince1970: 1_772_409_600)
-    /// The simulation's own settings; the policy variables come from the caller's environment.
+    /// The state directory the simulated daemon is given: never created, written or read (the state is in memory, and
+    /// the hold files are looked for only here), so nothing of a real daemon's state is touched.
     static let sandbox = "/nonexistent/cost-optimizer-simulate"
 
     /// The configuration the simulated daemon runs with: every policy variable from `environment` (as the daemon reads
@@ -47,8 +48,7 @@ public enum DaemonSimulation {
     ) async throws -> [MachineHistory] {
         let world = SimulatedWorld(scenario: scenario, settings: settings, start: start)
         let store = MemoryStateStore()
-        let transport = FakeHTTPTransport(handler: world.handle)
-        let edges = Edges(http: transport, runner: world, clock: world.clock, logger: .silent)
+        let edges = Edges(http: world, runner: world, clock: world.clock, logger: .silent)
         func makeDaemon() throws -> Daemon {
             let base = try Wiring.daemon(config: config, edges: edges, store: store)
             return Daemon(
@@ -74,8 +74,9 @@ public enum DaemonSimulation {
     }
 }
 
-/// The simulated side of one scenario: the Vast account, the clock, the ssh answers and each machine's history.
-final class SimulatedWorld: CommandRunner, Sendable {
+/// The simulated side of one scenario: the Vast account (as the daemon's `HTTPTransport`, recording nothing, so a month
+/// of cycles does not pile up requests), the clock, the ssh answers (as its `CommandRunner`) and each machine's history.
+final class SimulatedWorld: HTTPTransport, CommandRunner, Sendable {
     private struct State {
         var histories: [MachineHistory]
         /// When each stopped machine's user starts it again.
@@ -148,7 +149,7 @@ final class SimulatedWorld: CommandRunner, Sendable {
     /// The simulator serialises its listing with sorted keys, which costs more than the whole rest of a cycle; a month
     /// of cycles lists an unchanged fleet tens of thousands of times. So a listing request identical to the last one,
     /// while the fleet is unchanged, gets the simulator's own earlier answer (byte for byte what it would answer).
-    @Sendable func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let isListing = request.method == "GET" && request.url.path.hasPrefix("/api/v1/instances")
         let fleet = isListing ? vast.instances : []
         if isListing, let cached = state.withLock({ $0.listing }), cached.url == request.url, cached.fleet == fleet {
