@@ -23,7 +23,7 @@ public enum ExitStatus {
 /// The parsed command line.
 public struct Invocation: Equatable, Sendable {
     public enum Command: String, Sendable {
-        case run, status, report, checkConfig = "check-config", demo, help, version
+        case run, status, report, checkConfig = "check-config", demo, simulate, help, version
     }
     public var command: Command
     public var runOnce: Bool
@@ -88,7 +88,8 @@ public enum CommandLineTool {
 
     public static let usage = """
         Usage: cost-optimizer [run] [--run-once] [--dry-run]
-               cost-optimizer status [--json] | report [--since 30d] [--json] | check-config | demo | --help | --version
+               cost-optimizer status [--json] | report [--since 30d] [--json] | check-config
+               cost-optimizer demo [--keep-state DIR] | simulate [--help] | --help | --version
 
         Pauses GPU instances that stay idle and deletes ones idle for a day (Vast.ai, TensorDock, Google Compute Engine).
           run            the daemon: a cycle every CHECK_INTERVAL seconds until SIGTERM (the default)
@@ -99,6 +100,7 @@ public enum CommandLineTool {
                          reads STATE_DIR only (--since Nd or Nh, default 30d; whole UTC days)
           check-config   print the effective configuration (secrets redacted) and test each provider
           demo           run the real daemon against simulated fleets for a simulated day
+          simulate       the real daemon over utilisation traces: savings, oracle, false pauses (see simulate --help)
         Configuration is read from the environment; see docs/configuration.md. Exit 78 on a configuration error.
         """
 
@@ -116,8 +118,8 @@ public enum CommandLineTool {
         case .version:
             print("cost-optimizer \(version)")
             return ExitStatus.ok
-        case .demo:
-            printError("cost-optimizer: demo is provided by the cost-optimizer executable")
+        case .demo, .simulate:
+            printError("cost-optimizer: \(invocation.command.rawValue) is provided by the cost-optimizer executable")
             return ExitStatus.usage
         case .report:
             return report(environment: environment, window: invocation.since ?? .default, json: invocation.json)

@@ -73,7 +73,9 @@ extension NvidiaSmiProbe {
             for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
                 let line = line.hasSuffix("\r") ? line.dropLast() : line
                 // A marker may follow text that lacked a final newline: the text before it still belongs to the section.
-                let markerRange = line.firstRange(of: NvidiaSmiProbe.marker)
+                // (`firstRange` is slow on Linux: most lines hold no '@' and cannot hold the marker.)
+                let markerRange =
+                    line.utf8.contains(UInt8(ascii: "@")) ? line.firstRange(of: NvidiaSmiProbe.marker) : nil
                 let text = markerRange.map { line[..<$0.lowerBound] } ?? line
                 if !text.isEmpty {
                     if queryStatus == nil {
