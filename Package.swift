@@ -9,7 +9,9 @@ let settings: [SwiftSetting] = [
 let package = Package(
     name: "cost-optimizer",
     products: [
-        .executable(name: "cost-optimizer", targets: ["cost-optimizer"])
+        .executable(name: "cost-optimizer", targets: ["cost-optimizer"]),
+        // The benchmark of scale (bin/bench): not part of the tests.
+        .executable(name: "cost-optimizer-bench", targets: ["cost-optimizer-bench"]),
     ],
     targets: [
         // Pure: values in, values out. No networking, processes, files, clocks or await.
@@ -20,6 +22,9 @@ let package = Package(
         .target(name: "CostOptimizerSimulation", dependencies: ["CostOptimizer"], swiftSettings: settings),
         .executableTarget(
             name: "cost-optimizer", dependencies: ["CostOptimizer", "CostOptimizerSimulation"],
+            swiftSettings: settings),
+        .executableTarget(
+            name: "cost-optimizer-bench", dependencies: ["CostOptimizer", "CostOptimizerSimulation"],
             swiftSettings: settings),
         .testTarget(
             name: "CostOptimizerCoreTests", dependencies: ["CostOptimizerCore"],

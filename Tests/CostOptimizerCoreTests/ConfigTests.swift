@@ -18,7 +18,9 @@ struct ConfigTests {
         #expect(config.checkInterval == 60)
         #expect(config.dryRun == false)
         #expect(config.vastAPIURL.absoluteString == "https://console.vast.ai")
-        #expect(config.ssh == SSHSettings(command: "ssh", keyPath: nil, connectTimeout: 10, concurrency: 16))
+        #expect(
+            config.ssh
+                == SSHSettings(command: "ssh", keyPath: nil, connectTimeout: 10, concurrency: 16, controlPersist: 120))
         #expect(config.stateDirectory == "/var/lib/cost-optimizer")
         #expect(config.logLevel == .info)
         #expect(config.policy.deleteNotice == 2 * 3600)
@@ -83,9 +85,23 @@ struct ConfigTests {
         #expect(config.vastAPIKeys.map(\.value) == ["a", "b"])
         #expect(config.vastAPIURL.absoluteString == "http://127.0.0.1:8080")
         #expect(config.webhookURL?.value == "https://hooks.slack.com/services/T/B/X")
-        #expect(config.ssh == SSHSettings(command: "/usr/bin/ssh", keyPath: "/k", connectTimeout: 3, concurrency: 2))
+        #expect(
+            config.ssh
+                == SSHSettings(command: "/usr/bin/ssh", keyPath: "/k", connectTimeout: 3, concurrency: 2, controlPersist: 60))
         #expect(config.stateDirectory == "/var/lib/x")
         #expect(config.logLevel == .debug)
+    }
+
+    @Test(
+        "SSH_CONTROL_PERSIST: unset, the larger of 60 s and two CHECK_INTERVALs; 0 turns reuse off",
+        arguments: [
+            (nil, nil, 120), ("30", nil, 60), ("300", nil, 600), ("45.5", nil, 91), ("300", "0", 0), ("60", "15", 15),
+        ] as [(String?, String?, Int)])
+    func controlPersist(interval: String?, persist: String?, seconds: Int) throws {
+        var env = key
+        env["CHECK_INTERVAL"] = interval
+        env["SSH_CONTROL_PERSIST"] = persist
+        #expect(try Config.parse(environment: env).ssh.controlPersist == seconds)
     }
 
     @Test("STATE_DIR wins over STATE_DIRECTORY")
@@ -106,7 +122,8 @@ struct ConfigTests {
             ("MAX_DELETES_PER_CYCLE", "-3"), ("MAX_ACTION_FRACTION", "0"), ("MAX_ACTION_FRACTION", "1.01"),
             ("MAX_ACTION_FRACTION", "-0.5"), ("MAX_ACTION_FRACTION", "half"), ("MAX_ACTION_FRACTION", "nan"),
             ("DELETE_NOTICE_HOURS", "-1"), ("DELETE_NOTICE_HOURS", "24"), ("DELETE_NOTICE_HOURS", "30"),
-            ("DELETE_NOTICE_HOURS", "soon"),
+            ("DELETE_NOTICE_HOURS", "soon"), ("SSH_CONTROL_PERSIST", "-1"), ("SSH_CONTROL_PERSIST", "1.5"),
+            ("SSH_CONTROL_PERSIST", "forever"), ("SSH_CONTROL_PERSIST", "604801"),
         ])
     func rejects(variable: String, value: String) {
         #expect {

@@ -63,12 +63,14 @@ struct RealSSHTests {
 
     @Test(
         "a rebuilt instance's changed host key is failed (never ok) with an error; a new instance on the recycled address is ok",
-        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
-    func changedHostKey() async throws {
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"),
+        arguments: [false, true])
+    func changedHostKey(reuse: Bool) async throws {
         try #require(Self.installed, "\(Self.missing)")
         try await SSHServer.with(nvidiaSmi: Self.captures) { server in
             let sink = CapturingSink()
-            let sampler = server.sampler(logger: Logger(level: .warning, sink: sink))
+            let control = reuse ? try SSHControlDirectory.create(environment: ["TMPDIR": server.directory]) : nil
+            let sampler = server.sampler(logger: Logger(level: .warning, sink: sink), controlDirectory: control)
             let knownHostsPath = server.directory + "/known_hosts"
             let rebuilt = Self.instance("1001", port: server.port)
             let before = await sampler.sample(rebuilt)
@@ -79,6 +81,13 @@ struct RealSSHTests {
             try await server.restartWithNewHostKey()
             let keyB = try server.hostPublicKey()
             #expect(keyB != keyA)
+            if let control {
+                // A rebuilt instance drops its connections: so does the master, and its socket goes with it.
+                let socket = control.path + "/vast-1001"
+                #expect(FileManager.default.fileExists(atPath: socket), "no master was kept for vast-1001")
+                server.endSessions()
+                try await Self.waitUntil("the master of vast-1001 ends") { !FileManager.default.fileExists(atPath: socket) }
+            }
 
             let after = await sampler.sample(rebuilt)
             guard case .failed(let reason) = after else {
@@ -95,7 +104,67 @@ struct RealSSHTests {
             let recycled = await sampler.sample(Self.instance("1002", port: server.port))
             #expect(recycled.utilization == 7, "a new instance on the recycled address: expected ok, got \(recycled)")
             #expect(try Self.knownHosts(knownHostsPath) == ["vast-1001": keyA, "vast-1002": keyB])
+            await sampler.close()
         }
+    }
+
+    @Test(
+        "with SSH_CONTROL_PERSIST, later samples ride the first connection; close stops the master and removes its socket",
+        .enabled(if: RealSSHTests.installed || RealSSHTests.runsInCI, "\(RealSSHTests.missing); skipped outside CI"))
+    func connectionReuse() async throws {
+        try #require(Self.installed, "\(Self.missing)")
+        try await SSHServer.with(nvidiaSmi: Self.captures) { server in
+            // Without reuse each sample is a connection of its own: what the count below is measured against.
+            let plain = server.sampler()
+            for _ in 0..<2 {
+                let result = await plain.sample(Self.instance("1001", port: server.port))
+                #expect(result.utilization == 7, "without reuse: \(result)")
+            }
+            #expect(try server.acceptedConnections() == 2)
+
+            let control = try SSHControlDirectory.create(environment: ["TMPDIR": server.directory])
+            let sampler = server.sampler(controlDirectory: control, controlPersist: 60)
+            for _ in 0..<3 {
+                let result = await sampler.sample(Self.instance("1002", port: server.port))
+                #expect(result.utilization == 7, "with reuse: \(result)")
+            }
+            #expect(try server.acceptedConnections() == 3, "three samples with reuse should add one connection")
+            let socket = control.path + "/vast-1002"
+            let type = try FileManager.default.attributesOfItem(atPath: socket)[.type] as? FileAttributeType
+            #expect(type == .typeSocket)
+            #expect(Self.processes(mentioning: control.path).count == 1, "expected one ssh master for \(control.path)")
+
+            await sampler.close()
+            #expect(!FileManager.default.fileExists(atPath: control.path))
+            try await Self.waitUntil("the ssh master exits") { Self.processes(mentioning: control.path).isEmpty }
+            // A sample after close opens a connection of its own again, and keeps no master.
+            let after = await sampler.sample(Self.instance("1002", port: server.port))
+            #expect(after.utilization == 7, "after close: \(after)")
+            #expect(try server.acceptedConnections() == 4)
+            #expect(Self.processes(mentioning: control.path).isEmpty)
+        }
+    }
+
+    /// Live (not zombie) processes whose command line mentions `text`: an ssh master shows
+    /// `ssh: <ControlPath> [mux]`.
+    static func processes(mentioning text: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
+                return false
+            }
+            let commandLine = String(decoding: data.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
+            return commandLine.contains(text)
+        }
+    }
+
+    /// Polls `condition` every 20 ms for up to 10 s.
+    static func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+        for _ in 0..<500 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("timed out waiting until \(what)")
     }
 
     /// known_hosts as alias → "type base64".
@@ -144,8 +213,9 @@ struct RealSSHTests {
         try #require(Self.installed, "\(Self.missing)")
         let sampler = GPUSampler(
             runner: ProcessCommandRunner(),
-            settings: SSHSettings(command: Self.ssh, keyPath: "/nonexistent/key", connectTimeout: 4),
-            knownHostsPath: "/nonexistent/known_hosts", logger: .silent)
+            settings: SSHSettings(command: Self.ssh, keyPath: "/nonexistent/key", connectTimeout: 4, controlPersist: 120),
+            knownHostsPath: "/nonexistent/known_hosts", logger: .silent,
+            controlDirectory: SSHControlDirectory(path: "/run/cost-optimizer/ssh-Ab12Cd"))
         let arguments = try sampler.arguments(for: Self.instance("4001", port: 2200)).get()
         let result = try await ProcessCommandRunner().run(
             Command(executable: Self.ssh, arguments: ["-G"] + arguments.dropLast(), environment: ["PATH": "/usr/bin:/bin"]))
@@ -157,7 +227,8 @@ struct RealSSHTests {
             "stricthostkeychecking accept-new", "userknownhostsfile /nonexistent/known_hosts",
             "globalknownhostsfile /dev/null", "identitiesonly yes", "identityagent none",
             "identityfile /nonexistent/key", "forwardagent no", "clearallforwardings yes", "requesttty false",
-            "loglevel ERROR",
+            "loglevel ERROR", "controlmaster auto", "controlpersist 120",
+            "controlpath /run/cost-optimizer/ssh-Ab12Cd/vast-4001",
         ] {
             #expect(lines.contains(line), "ssh -G lacks \(line)")
         }
@@ -188,13 +259,15 @@ struct SSHServer: Sendable {
             let task = Task {
                 try await ProcessCommandRunner().run(
                     Command(
-                        executable: RealSSHTests.sshd, arguments: ["-D", "-e", "-f", config], environment: [:],
+                        executable: RealSSHTests.sshd, arguments: ["-D", "-E", directory + "/sshd.log", "-f", config],
+                        environment: [:],
                         timeout: 300, outputLimit: 1 << 22))
             }
             guard let pid = await waitForPidFile(directory + "/sshd.pid") else {
                 task.cancel()
                 let stderr = (try? await task.value).map { String(decoding: $0.stderr, as: UTF8.self) }
-                lastFailure = "sshd did not start on port \(port): \(stderr ?? "no output")"
+                let log = try? String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)
+                lastFailure = "sshd did not start on port \(port): \(stderr ?? "no output") \(log ?? "")"
                 continue
             }
             let server = SSHServer(directory: directory, port: port, pid: pid)
@@ -213,13 +286,37 @@ struct SSHServer: Sendable {
         Issue.record("\(lastFailure)")
     }
 
-    /// The sampler, with the throwaway client key and a known_hosts file in the server's directory.
-    func sampler(logger: Logger = .silent) -> GPUSampler {
+    /// The sampler, with the throwaway client key and a known_hosts file in the server's directory; with a control
+    /// directory, it keeps master connections for `controlPersist` seconds.
+    func sampler(
+        logger: Logger = .silent, controlDirectory: SSHControlDirectory? = nil, controlPersist: Int = 60
+    ) -> GPUSampler {
         GPUSampler(
             runner: ProcessCommandRunner(),
             settings: SSHSettings(
-                command: RealSSHTests.ssh, keyPath: directory + "/client_key", connectTimeout: 5, concurrency: 4),
-            knownHostsPath: directory + "/known_hosts", logger: logger)
+                command: RealSSHTests.ssh, keyPath: directory + "/client_key", connectTimeout: 5, concurrency: 4,
+                controlPersist: controlPersist),
+            knownHostsPath: directory + "/known_hosts", logger: logger, controlDirectory: controlDirectory)
+    }
+
+    /// How many connections sshd accepted so far (its log's "Accepted publickey" lines).
+    func acceptedConnections() throws -> Int {
+        let log = try String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)
+        // sshd ends its log lines with "\r\n", one Character in Swift: count the phrase, not lines.
+        return log.components(separatedBy: "Accepted publickey").count - 1
+    }
+
+    /// Ends every connection sshd is serving (its children, the per-connection processes), as a rebuilt machine
+    /// would; the listener keeps running.
+    func endSessions() {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for child in entries.compactMap({ pid_t($0) }) {
+            guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == pid { kill(child, SIGTERM) }
+        }
     }
 
     /// The server's host public key as "type base64", as known_hosts records it.

@@ -90,6 +90,9 @@ struct SystemdUnitTests {
         #expect(values("Service", "EnvironmentFile") == ["/etc/cost-optimizer/cost-optimizer.env"])
         #expect(values("Service", "StateDirectory") == ["cost-optimizer"])
         #expect(values("Service", "StateDirectoryMode") == ["0700"])
+        // $RUNTIME_DIRECTORY: the private home of ssh's control sockets (SSH_CONTROL_PERSIST).
+        #expect(values("Service", "RuntimeDirectory") == ["cost-optimizer"])
+        #expect(values("Service", "RuntimeDirectoryMode") == ["0700"])
         #expect(values("Service", "Restart") == ["on-failure"])
         #expect(values("Service", "RestartPreventExitStatus") == ["78"])
         #expect(values("Service", "KillMode") == ["mixed"])

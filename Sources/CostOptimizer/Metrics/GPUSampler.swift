@@ -15,6 +15,10 @@ public struct SSHRefusal: Error, Equatable, Sendable, CustomStringConvertible {
 /// Samples GPU utilisation over ssh: one `ssh … nvidia-smi` per instance (`NvidiaSmiProbe.remoteCommand`), hardened
 /// as `shared/docs/safety.md` §6 asks (argv only, `--` before the destination, validated host and user, a host-key
 /// alias per instance, a local deadline, bounded output, an allowlisted environment).
+///
+/// With a control directory and `SSH_CONTROL_PERSIST` above 0, ssh keeps one master connection per instance
+/// (`ControlMaster=auto`, `ControlPersist`, `ControlPath=<directory>/<provider>-<id>`), so the next sample of that
+/// instance skips the TCP and key exchange; `close()` stops the masters.
 public struct GPUSampler: Sendable {
     /// Starts ssh (`ProcessCommandRunner` in the daemon, a fake in tests).
     public let runner: any CommandRunner
@@ -27,6 +31,8 @@ public struct GPUSampler: Sendable {
     public let logger: Logger
     /// The child's whole environment: `PATH`, `LANG=C` and `HOME` (when set), never the daemon's secrets.
     public let childEnvironment: [String: String]
+    /// Where the control sockets live; nil opens a new connection for every sample.
+    public let controlDirectory: SSHControlDirectory?
 
     /// The most bytes kept of ssh's stdout and of its stderr.
     public static let outputLimit = 1 << 20
@@ -37,14 +43,18 @@ public struct GPUSampler: Sendable {
     ///   - knownHostsPath: the file ssh records host keys in.
     ///   - logger: one debug line per sample, a warning per failure, an error for a changed host key.
     ///   - environment: the daemon's environment, from which only `PATH` and `HOME` are passed on.
+    ///   - controlDirectory: where ssh keeps its master connections (with `settings.controlPersist` above 0); nil
+    ///     for none.
     public init(
         runner: any CommandRunner, settings: SSHSettings, knownHostsPath: String, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        controlDirectory: SSHControlDirectory? = nil
     ) {
         self.runner = runner
         self.settings = settings
         self.knownHostsPath = knownHostsPath
         self.logger = logger
+        self.controlDirectory = controlDirectory
         var child = ["PATH": environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin", "LANG": "C"]
         child["HOME"] = environment["HOME"]
         childEnvironment = child
@@ -52,6 +62,17 @@ public struct GPUSampler: Sendable {
 
     /// Seconds one ssh call may take: `ConnectTimeout` plus 30 s for the remote command (itself bounded remotely).
     public var deadline: Double { Double(settings.connectTimeout) + 30 }
+
+    /// True when samples reuse master connections: a control directory and `SSH_CONTROL_PERSIST` above 0.
+    public var reusesConnections: Bool { controlDirectory != nil && settings.controlPersist > 0 }
+
+    /// Stops the ssh master connections and removes the control directory (see `SSHControlDirectory.tearDown`);
+    /// nothing without a control directory. Samples taken afterwards open their own connections again.
+    public func close() async {
+        await controlDirectory?.tearDown(
+            runner: runner, ssh: settings.command, environment: childEnvironment, concurrency: settings.concurrency,
+            logger: logger)
+    }
 
     /// Samples every instance that has an ssh endpoint, at most `settings.concurrency` at once.
     ///
@@ -156,6 +177,15 @@ public struct GPUSampler: Sendable {
             "PasswordAuthentication=no", "KbdInteractiveAuthentication=no", "ForwardAgent=no", "ForwardX11=no",
             "ClearAllForwardings=yes", "PermitLocalCommand=no", "RequestTTY=no", "LogLevel=ERROR",
         ]
+        if reusesConnections, let controlDirectory {
+            if let socket = controlDirectory.socketPath(for: instance.key) {
+                options += ["ControlMaster=auto", "ControlPersist=\(settings.controlPersist)", "ControlPath=\(socket)"]
+            } else {
+                logger.debug(
+                    "ssh reuse off \(instance.key): its control path in \(controlDirectory.path) would pass "
+                        + "\(SSHControlDirectory.maxSocketPathBytes) bytes")
+            }
+        }
         var arguments = ["-F", "none", "-T", "-n"]
         for option in options { arguments += ["-o", option] }
         arguments += ["-p", String(endpoint.port), "--", "\(endpoint.user)@\(endpoint.host)", NvidiaSmiProbe.remoteCommand]

@@ -4,4 +4,12 @@ import CostOptimizerCore
 public protocol GPUSampling: Sendable {
     /// One result per instance that has an ssh endpoint; a failure is `.failed`, never idle.
     func sample(_ instances: [Instance]) async -> [InstanceKey: SampleResult]
+
+    /// Releases what sampling keeps between cycles (ssh master connections); called once the daemon stops.
+    func close() async
+}
+
+extension GPUSampling {
+    /// Nothing to release.
+    public func close() async {}
 }

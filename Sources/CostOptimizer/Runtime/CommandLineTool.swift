@@ -233,26 +233,46 @@ public enum CommandLineTool {
             return ExitStatus.locked
         }
         defer { lock.release() }
+        let sshControl = sshControlDirectory(config: config, logger: edges.logger)
         let daemon: Daemon
-        do { daemon = try Wiring.daemon(config: config, edges: edges, service: service) } catch {
+        do { daemon = try Wiring.daemon(config: config, edges: edges, service: service, sshControl: sshControl) } catch {
             edges.logger.error("Cannot start: \(error)")
+            try? sshControl.map { try FileManager.default.removeItem(atPath: $0.path) }
             return ExitStatus.software
         }
         if once {
             let state: FleetState
             do { state = try daemon.loadState() } catch {
                 edges.logger.error("Cannot start: \(error)")
+                await daemon.sampler.close()
                 return ExitStatus.software
             }
             let report = await daemon.tick(state: state)
+            await daemon.sampler.close()
             return report.listedAccounts == 0 ? ExitStatus.noProviderListed : ExitStatus.ok
         }
         edges.shutdown.installHandlers()
         do { try await daemon.run() } catch {
             edges.logger.error("Daemon failed: \(error)")
+            await daemon.sampler.close()
             return ExitStatus.software
         }
         return ExitStatus.ok
+    }
+
+    /// A fresh private directory for ssh's control sockets when `SSH_CONTROL_PERSIST` is above 0; nil (and a
+    /// warning) when none can be made: every sample then opens its own connection.
+    static func sshControlDirectory(config: Config, logger: Logger) -> SSHControlDirectory? {
+        guard config.ssh.controlPersist > 0 else { return nil }
+        do {
+            let directory = try SSHControlDirectory.create(environment: ProcessInfo.processInfo.environment)
+            logger.debug(
+                "ssh connection reuse: control sockets in \(directory.path), masters kept \(config.ssh.controlPersist) s")
+            return directory
+        } catch {
+            logger.warning("ssh connection reuse off: \(error)")
+            return nil
+        }
     }
 
     /// One listing and one metrics pass against the saved state; nothing is acted on and nothing is saved.
@@ -317,6 +337,7 @@ public enum CommandLineTool {
             ("VAST_API_URL", config.vastAPIURL.absoluteString), ("WEBHOOK_URL", webhook ?? ""),
             ("SSH_KEY_PATH", config.ssh.keyPath ?? ""), ("SSH_COMMAND", config.ssh.command),
             ("SSH_CONNECT_TIMEOUT", "\(config.ssh.connectTimeout)"), ("SSH_CONCURRENCY", "\(config.ssh.concurrency)"),
+            ("SSH_CONTROL_PERSIST", "\(config.ssh.controlPersist)"),
             ("STATE_DIR", config.stateDirectory), ("LOG_LEVEL", config.logLevel.rawValue),
             ("MAX_PAUSES_PER_CYCLE", "\(config.limits.maxPausesPerCycle)"),
             ("MAX_DELETES_PER_CYCLE", "\(config.limits.maxDeletesPerCycle)"),

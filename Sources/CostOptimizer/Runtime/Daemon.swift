@@ -61,7 +61,7 @@ public struct Daemon: Sendable {
 
     // MARK: - The loop
 
-    /// Runs cycles until a stop is requested, then saves the state and returns.
+    /// Runs cycles until a stop is requested, then saves the state, closes the sampler (its ssh masters) and returns.
     public func run() async throws {
         var state = try loadState()
         logger.info(
@@ -82,7 +82,9 @@ public struct Daemon: Sendable {
             }
         }
         _ = service.stopping()
-        try store.save(state)
+        let saved = Result { try store.save(state) }
+        await sampler.close()
+        try saved.get()
         logger.info("Daemon stopped: state saved")
     }
 
@@ -362,6 +364,7 @@ public struct Daemon: Sendable {
 
     /// Lists every account concurrently; one failing never stops the others.
     public func list() async -> Listing {
+        let started = ContinuousClock.now
         let results = await withTaskGroup(of: (Int, Result<([Instance], [String]), any Error>).self) { group in
             for (index, provider) in providers.enumerated() {
                 group.addTask {
@@ -401,6 +404,11 @@ public struct Daemon: Sendable {
                 listing.errors.append(ProviderFailure(provider: provider.account, message: "\(error)"))
             }
         }
+        let elapsed = (ContinuousClock.now - started).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        logger.debug(
+            "Listing complete: \(listing.instances.count) instances from \(providers.count - listing.errors.count) of "
+                + "\(providers.count) account(s) in \(String(format: "%.2f", seconds)) s")
         return listing
     }
 

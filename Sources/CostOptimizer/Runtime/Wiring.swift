@@ -53,11 +53,12 @@ public enum Wiring {
         return providers
     }
 
-    /// The ssh sampler, with `known_hosts` in the state directory.
-    public static func sampler(config: Config, edges: Edges) -> GPUSampler {
+    /// The ssh sampler, with `known_hosts` in the state directory and, when given, ssh's control sockets in
+    /// `sshControl` (connection reuse, with `SSH_CONTROL_PERSIST` above 0).
+    public static func sampler(config: Config, edges: Edges, sshControl: SSHControlDirectory? = nil) -> GPUSampler {
         GPUSampler(
             runner: edges.runner, settings: config.ssh, knownHostsPath: config.stateDirectory + "/known_hosts",
-            logger: edges.logger)
+            logger: edges.logger, controlDirectory: sshControl)
     }
 
     /// The notifier for `WEBHOOK_URL`, or one that sends nothing.
@@ -66,14 +67,15 @@ public enum Wiring {
         return WebhookNotifier(url: url, transport: edges.http, clock: edges.clock, logger: edges.logger)
     }
 
-    /// The whole daemon.
+    /// The whole daemon; `sshControl` as for `sampler`.
     /// - Throws: `StateStoreError` when the state directory cannot be created.
     public static func daemon(
-        config: Config, edges: Edges, store: (any StateStore)? = nil, service: any ServiceNotifier = NoServiceNotifier()
+        config: Config, edges: Edges, store: (any StateStore)? = nil, service: any ServiceNotifier = NoServiceNotifier(),
+        sshControl: SSHControlDirectory? = nil
     ) throws -> Daemon {
         Daemon(
             config: config, providers: providers(config: config, edges: edges),
-            sampler: sampler(config: config, edges: edges),
+            sampler: sampler(config: config, edges: edges, sshControl: sshControl),
             store: try store ?? FileStateStore(directory: config.stateDirectory, logger: edges.logger),
             notifier: notifier(config: config, edges: edges), clock: edges.clock, logger: edges.logger,
             shutdown: edges.shutdown, service: service, metrics: config.metricsFile.map(MetricsTextFile.init(path:)))

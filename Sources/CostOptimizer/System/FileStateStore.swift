@@ -1,5 +1,6 @@
 import CostOptimizerCore
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,8 @@ import Glibc
 public struct FileStateStore: StateStore {
     public let directory: String
     let logger: Logger
+    /// How far `unresolvedIntents()` has read the journal, shared by the copies of this store.
+    private let journalReader = JournalReader()
 
     public var statePath: String { directory + "/state.json" }
     public var journalPath: String { directory + "/actions.jsonl" }
@@ -101,47 +104,79 @@ public struct FileStateStore: StateStore {
 
     /// The journal's intents with no later record of the same `action_id` (see `StateStore.unresolvedIntents()`).
     ///
-    /// A line that is not a whole record is a write a crash cut short: skipped. A whole JSON object that claims to
-    /// be an intent (`"result":"intent"` with an `action_id`) but does not decode throws instead: an unknown outcome
-    /// must not be ignored.
+    /// The journal is append-only, and the daemon asks every cycle: the first call reads it all, later calls read
+    /// only the whole lines appended since (a 100,000-line journal takes about a second to read; see
+    /// docs/performance.md). A journal that was replaced, truncated or rewritten before the last line read is read
+    /// again from the start.
+    ///
+    /// A line that is not a whole record is a write a crash cut short: skipped, with a warning once it is followed by
+    /// another line (a last line without its newline is read again by the next call). A whole JSON object that claims to
+    /// be an intent (`"result":"intent"` with an `action_id`) but does not decode throws instead, on every call until
+    /// it is mended: an unknown outcome must not be ignored.
     public func unresolvedIntents() throws -> [JournalRecord] {
-        guard let data = try readJournal() else { return [] }
-        var records: [JournalRecord] = []
-        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        for (index, line) in lines.enumerated() where !line.isEmpty {
-            let bytes = Data(line)
-            if let record = try? FileStateStore.decoder.decode(JournalRecord.self, from: bytes) {
-                records.append(record)
-            } else if let link = try? FileStateStore.decoder.decode(IntentLink.self, from: bytes),
-                link.result == JournalResult.intent, link.actionID != nil
-            {
-                throw StateStoreError.undecodableIntent(path: journalPath, line: index + 1)
-            } else if index < lines.count - 1 {
-                logger.warning(
-                    "Journal line \(index + 1) of \(journalPath) is not a record (a write cut short?): skipped")
-            }
-        }
-        return JournalRecord.unresolvedIntents(records)
-    }
-
-    /// The journal's bytes; nil when there is no journal yet.
-    private func readJournal() throws -> Data? {
-        let fd = open(journalPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
-        }
-        defer { close(fd) }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return data }
-            if count < 0 {
-                if errno == EINTR { continue }
+        try journalReader.state.withLock { reader throws -> [JournalRecord] in
+            let fd = open(journalPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ENOENT {
+                    reader = JournalReader.State()
+                    return []
+                }
                 throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
             }
-            data.append(contentsOf: buffer[0..<count])
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
+            }
+            if !reader.continues(fd: fd, info: info) {
+                reader = JournalReader.State(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+            }
+            var pending: [UInt8] = []
+            var position = reader.offset
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position)) }
+                if count == 0 { break }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw StateStoreError.unreadable(path: journalPath, detail: String(cString: strerror(errno)))
+                }
+                position += count
+                pending += buffer[0..<count]
+                var lineStart = 0
+                while let newline = pending[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+                    try consume(pending[lineStart..<newline], number: reader.lines + 1, into: &reader.open)
+                    reader.lines += 1
+                    reader.offset += newline - lineStart + 1
+                    lineStart = newline + 1
+                }
+                pending.removeFirst(lineStart)
+            }
+            // A last line without its newline is read but not taken: a whole record there (a crash may have kept
+            // all but the newline) counts now, and the line is taken once the next append has closed it.
+            var open = reader.open
+            if !pending.isEmpty {
+                try consume(pending[...], number: reader.lines + 1, into: &open, complete: false)
+            }
+            return open.intents
+        }
+    }
+
+    /// Takes one journal line (without its newline); `complete` is false for a last line without its newline, which
+    /// is skipped silently when it is not a record.
+    private func consume(
+        _ line: ArraySlice<UInt8>, number: Int, into open: inout OpenIntents, complete: Bool = true
+    ) throws {
+        guard !line.isEmpty else { return }
+        let bytes = Data(line)
+        if let record = try? FileStateStore.decoder.decode(JournalRecord.self, from: bytes) {
+            open.add(record)
+        } else if let link = try? FileStateStore.decoder.decode(IntentLink.self, from: bytes),
+            link.result == JournalResult.intent, link.actionID != nil
+        {
+            throw StateStoreError.undecodableIntent(path: journalPath, line: number)
+        } else if complete {
+            logger.warning("Journal line \(number) of \(journalPath) is not a record (a write cut short?): skipped")
         }
     }
 
@@ -230,4 +265,30 @@ public struct FileStateStore: StateStore {
         }
         return decoder
     }()
+}
+
+/// What `FileStateStore.unresolvedIntents()` has read of the journal, so the next call reads only what was appended.
+final class JournalReader: Sendable {
+    struct State {
+        /// The journal file read (a replaced file is read from the start).
+        var device: UInt64 = 0
+        var inode: UInt64 = 0
+        /// Bytes of whole lines read, and how many lines they are.
+        var offset = 0
+        var lines = 0
+        var open = OpenIntents()
+
+        /// True when the file is the one read so far and still holds what was read: same file, not shorter, and a
+        /// newline right before the offset (a rewrite in place rarely keeps one there).
+        func continues(fd: Int32, info: stat) -> Bool {
+            guard UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode, Int(info.st_size) >= offset else {
+                return false
+            }
+            guard offset > 0 else { return true }
+            var last: UInt8 = 0
+            return pread(fd, &last, 1, off_t(offset - 1)) == 1 && last == UInt8(ascii: "\n")
+        }
+    }
+
+    let state = Mutex(State())
 }

@@ -14,12 +14,19 @@ public struct SSHSettings: Equatable, Sendable {
     public var connectTimeout: Int
     /// At most this many ssh calls at once.
     public var concurrency: Int
+    /// `SSH_CONTROL_PERSIST`: seconds an idle ssh master connection is kept for the next sample of the same instance
+    /// (`ControlPersist`); 0 opens a new connection for every sample.
+    public var controlPersist: Int
 
-    public init(command: String = "ssh", keyPath: String? = nil, connectTimeout: Int = 10, concurrency: Int = 16) {
+    public init(
+        command: String = "ssh", keyPath: String? = nil, connectTimeout: Int = 10, concurrency: Int = 16,
+        controlPersist: Int = 0
+    ) {
         self.command = command
         self.keyPath = keyPath
         self.connectTimeout = connectTimeout
         self.concurrency = concurrency
+        self.controlPersist = controlPersist
     }
 }
 
@@ -80,6 +87,7 @@ public struct Config: Equatable, Sendable {
         "PAUSE_THRESHOLD_GPU", "PAUSE_WINDOW_MINUTES", "MIN_SAMPLES", "DELETE_THRESHOLD_HOURS", "MIN_INSTANCE_AGE_HOURS",
         "CHECK_INTERVAL", "PROTECTED_INSTANCES", "PROTECT_LABEL", "DRY_RUN", "VAST_API_KEY", "VAST_API_URL",
         "WEBHOOK_URL", "SSH_KEY_PATH", "SSH_COMMAND", "SSH_CONNECT_TIMEOUT", "SSH_CONCURRENCY", "STATE_DIR", "LOG_LEVEL",
+        "SSH_CONTROL_PERSIST",
         "TENSORDOCK_API_KEY", "TENSORDOCK_API_TOKEN", "TENSORDOCK_BEARER_TOKEN", "TENSORDOCK_API_URL",
         "TENSORDOCK_V0_API_URL", "TENSORDOCK_SSH_USER", "GCP_PROJECT_ID", "GCP_ZONE", "GCP_SSH_USER", "GCP_API_URL",
         "GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST", "GCP_PRICE_OVERRIDES",
@@ -130,7 +138,11 @@ public struct Config: Equatable, Sendable {
             command: reader.string("SSH_COMMAND") ?? "ssh",
             keyPath: reader.string("SSH_KEY_PATH"),
             connectTimeout: try reader.integer("SSH_CONNECT_TIMEOUT", default: 10, range: 1...600),
-            concurrency: try reader.integer("SSH_CONCURRENCY", default: 16, range: 1...1024))
+            concurrency: try reader.integer("SSH_CONCURRENCY", default: 16, range: 1...1024),
+            // Unset: a master outlives the wait between two cycles, so each cycle reuses the last one's connections.
+            controlPersist: try reader.integer(
+                "SSH_CONTROL_PERSIST", default: max(60, Int((2 * config.checkInterval).rounded(.up))),
+                range: 0...604_800))
         config.stateDirectory =
             reader.string("STATE_DIR") ?? reader.string("STATE_DIRECTORY")?.split(separator: ":").first.map(String.init)
             ?? "/var/lib/cost-optimizer"

@@ -64,19 +64,9 @@ public struct JournalRecord: Codable, Equatable, Sendable {
     /// journal order; one per `actionID` (the latest, should an intent be repeated). An intent without an
     /// `actionID` cannot be linked to anything and is not returned (the daemon never writes one).
     public static func unresolvedIntents(_ records: some Sequence<JournalRecord>) -> [JournalRecord] {
-        var open: [String: Int] = [:]
-        var intents: [JournalRecord?] = []
-        for record in records {
-            guard let actionID = record.actionID else { continue }
-            if record.isIntent {
-                if let index = open[actionID] { intents[index] = nil }
-                open[actionID] = intents.count
-                intents.append(record)
-            } else if let index = open.removeValue(forKey: actionID) {
-                intents[index] = nil
-            }
-        }
-        return intents.compactMap { $0 }
+        var open = OpenIntents()
+        for record in records { open.add(record) }
+        return open.intents
     }
 }
 
