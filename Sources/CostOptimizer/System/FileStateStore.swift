@@ -65,9 +65,16 @@ public struct FileStateStore: StateStore {
     }
 
     public func load() throws -> FleetState? {
+        let state = readState()
+        // The file's text and the decoding are gone: their pages go back to the system.
+        MallocTuning.releaseFreePages()
+        return state
+    }
+
+    private func readState() -> FleetState? {
         guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
         do {
-            let state = try FileStateStore.decoder.decode(FleetState.self, from: data)
+            let state = try StateFileCoding.decode(data, with: FileStateStore.decoder)
             guard state.schemaVersion == FleetState.currentSchemaVersion else {
                 throw StateStoreError.io(path: statePath, detail: "schema version \(state.schemaVersion)")
             }
@@ -81,19 +88,36 @@ public struct FileStateStore: StateStore {
     }
 
     public func save(_ state: FleetState) throws {
-        let data: Data
-        do { data = try FileStateStore.encoder.encode(state) } catch {
-            throw StateStoreError.io(path: statePath, detail: "cannot encode the state")
-        }
         let temp = directory + "/.state.json.tmp-\(getpid())"
         unlink(temp)
-        try writeDurably(data, to: temp, flags: O_WRONLY | O_CREAT | O_EXCL)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StateStoreError.io(path: temp, detail: String(cString: strerror(errno))) }
+        do {
+            defer { close(fd) }
+            guard fchmod(fd, 0o600) == 0 else {
+                throw StateStoreError.io(path: temp, detail: "cannot set mode 0600: " + String(cString: strerror(errno)))
+            }
+            do {
+                // Written in pieces as it is encoded: a large fleet's state is never whole in memory.
+                try StateFileCoding.encode(state, with: FileStateStore.encoder) { try writeAll($0, to: fd, path: temp) }
+            } catch let error as StateStoreError {
+                throw error
+            } catch {
+                throw StateStoreError.io(path: statePath, detail: "cannot encode the state")
+            }
+            guard fsync(fd) == 0 else { throw StateStoreError.io(path: temp, detail: String(cString: strerror(errno))) }
+        } catch {
+            unlink(temp)
+            throw error
+        }
         guard rename(temp, statePath) == 0 else {
             let detail = String(cString: strerror(errno))
             unlink(temp)
             throw StateStoreError.io(path: statePath, detail: detail)
         }
         syncDirectory()
+        // The end of a cycle: what it freed goes back to the system.
+        MallocTuning.releaseFreePages()
     }
 
     /// Appends `record` as one line with one `write`, then fsyncs. A line left without its newline by a crash is
@@ -231,6 +255,21 @@ public struct FileStateStore: StateStore {
         }
         guard fsync(fd) == 0 else { throw StateStoreError.io(path: path, detail: String(cString: strerror(errno))) }
         if info.st_size == 0 && flags & O_APPEND != 0 { syncDirectory() }
+    }
+
+    /// Writes all of `data`, however many `write` calls it takes.
+    private func writeAll(_ data: Data, to fd: Int32, path: String) throws {
+        try data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else {
+                    throw StateStoreError.io(path: path, detail: written < 0 ? String(cString: strerror(errno)) : "short write")
+                }
+                offset += written
+            }
+        }
     }
 
     private func syncDirectory() {
