@@ -18,6 +18,13 @@ struct FleetBench {
         var concurrency: Int
         var interval: Double
         var logLevel: String
+        /// Added to (or replacing) the daemon's variables.
+        var environment: [String: String]
+        /// Samples per instance in the state file the daemon starts from (one a minute, the last ones); 0 starts
+        /// from no state. 60 is the steady state of the defaults (CHECK_INTERVAL=60, an hour kept).
+        var seededSamples: Int
+        /// Cycles run (at least 2); the figures of "cycle 2" are those of the last one.
+        var cycles: Int
     }
 
     /// What one fleet size measured.
@@ -54,6 +61,11 @@ struct FleetBench {
         var exitStatus: Int32?
         var stopped: Bool
         var summary: String
+        /// Bytes of state.json when the daemon started, and after cycle 2.
+        var stateBytesBefore: Int
+        var stateBytesAfter: Int
+        /// VmRSS at the end of each cycle, MiB.
+        var rssByCycle: [Double]
     }
 
     /// Request counts and listing times, filled by the server handlers.
@@ -151,7 +163,7 @@ struct FleetBench {
             ssh,
             "#!/bin/sh\n# cost-optimizer-bench: answers like ssh running the probe, after a fixed latency.\n"
                 + "sleep \(options.latency)\nprintf '%s' \(shellQuoted(Self.busyAnswer))\n")
-        let environment: [String: String] = [
+        var environment: [String: String] = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
             "VAST_API_KEY": "bench-vast-key", "VAST_API_URL": vastServer.baseURL.absoluteString,
             "GCP_PROJECT_ID": GCESimulator.defaultProject, "GCP_API_URL": gceServer.baseURL.absoluteString,
@@ -160,6 +172,10 @@ struct FleetBench {
             "STATE_DIR": directory + "/state", "TMPDIR": directory, "DRY_RUN": "true",
             "LOG_LEVEL": options.logLevel,
         ]
+        environment.merge(options.environment) { $1 }
+        let stateBytes = try seedState(
+            directory: directory + "/state", vast: vast.instances.map { "vast/\($0.id)" },
+            gce: gce.instances.map { "gcp/\($0.id)" }, now: now)
         let daemon = try WatchedProcess(executable: options.daemon, arguments: ["run"], environment: environment)
         recorder.pid.store(daemon.pid, ordering: .relaxed)
         let cycleTimeout = 120 + Double(size) * 0.5
@@ -180,7 +196,9 @@ struct FleetBench {
         var countedListings = 0
         var countedVast = 0
         var countedGCE = 0
-        for cycle in 1...2 {
+        let cycles = max(2, options.cycles)
+        var rssByCycle: [Double] = []
+        for cycle in 1...cycles {
             guard let (index, line) = await daemon.waitForLine(containing: "Cycle complete", from: lineIndex, timeout: cycleTimeout)
             else {
                 let tail = daemon.allLines.suffix(20).map(\.text).joined(separator: "\n")
@@ -210,6 +228,7 @@ struct FleetBench {
             daemonListing.append(listed.flatMap { Self.seconds(in: $0.text, after: " in ") })
             summary = line.text
             lineIndex = index + 1
+            rssByCycle.append(Double(Memory.status(pid: daemon.pid, "VmRSS") ?? 0) / 1024)
             if cycle == 1 {
                 // Idle: from 2 s after the cycle to 2 s before the next one starts.
                 try await Task.sleep(for: .seconds(2))
@@ -226,8 +245,9 @@ struct FleetBench {
         let peak = Double(Memory.status(pid: daemon.pid, "VmHWM") ?? 0) / 1024
         let rss = Double(Memory.status(pid: daemon.pid, "VmRSS") ?? 0) / 1024
         let starts = recorder.state.withLock { ($0.cycleStartCPU, $0.cycleStartBenchCPU) }
-        let secondStart = starts.0[2] ?? cycleEndCPU[0]
-        let benchSecondStart = starts.1[2] ?? benchEndCPU[0]
+        let secondStart = starts.0[cycles] ?? cycleEndCPU[cycles - 2]
+        let benchSecondStart = starts.1[cycles] ?? benchEndCPU[cycles - 2]
+        let stateAfter = Self.size(directory + "/state/state.json")
         let status = await daemon.terminate(timeout: 60)
         let stopped = daemon.allLines.contains { $0.text.contains("Daemon stopped: state saved") }
         let ideal = listingSeconds.map {
@@ -237,11 +257,35 @@ struct FleetBench {
             size: size, vastInstances: vastCount, gceInstances: gceCount, daemonSeconds: daemonSeconds,
             outsideSeconds: outsideSeconds, listingSeconds: listingSeconds, daemonListingSeconds: daemonListing,
             idealSeconds: ideal, requests: requests, vastRequests: vastRequests, gceRequests: gceRequests,
-            cpuFirstWithStartup: cycleEndCPU[0].own, cpuSecondCycle: cycleEndCPU[1].own - secondStart.own,
-            fakeSSHSecondCycle: cycleEndCPU[1].children - secondStart.children, peakRSS: peak, rssAfter: rss,
+            cpuFirstWithStartup: cycleEndCPU[0].own, cpuSecondCycle: cycleEndCPU[cycles - 1].own - secondStart.own,
+            fakeSSHSecondCycle: cycleEndCPU[cycles - 1].children - secondStart.children, peakRSS: peak, rssAfter: rss,
             idleCPU: idleCPU, idleWindow: idleWindow,
-            benchCPUSecondCycle: benchEndCPU[1].own - benchSecondStart.own, exitStatus: status, stopped: stopped,
-            summary: summary)
+            benchCPUSecondCycle: benchEndCPU[cycles - 1].own - benchSecondStart.own, exitStatus: status, stopped: stopped,
+            summary: summary, stateBytesBefore: stateBytes, stateBytesAfter: stateAfter, rssByCycle: rssByCycle)
+    }
+
+    /// Writes the state a daemon that has run for a while leaves (`seededSamples` busy samples a minute apart per
+    /// instance) with the daemon's own store; returns the file's size.
+    func seedState(directory: String, vast: [String], gce: [String], now: Double) throws -> Int {
+        guard options.seededSamples > 0 else { return 0 }
+        var state = FleetState()
+        let last = now - 30
+        for key in vast + gce {
+            var record = InstanceRecord(firstSeen: Date(timeIntervalSince1970: now - 6 * 3600), state: .running)
+            record.lastSeen = Date(timeIntervalSince1970: last)
+            record.samples = (0..<options.seededSamples).reversed().map { minutes in
+                StoredSample(at: Date(timeIntervalSince1970: last - Double(minutes) * 60), utilization: 94)
+            }
+            record.lastSampleAt = Date(timeIntervalSince1970: last)
+            state.instances[key] = record
+        }
+        let store = try FileStateStore(directory: directory, logger: .silent)
+        try store.save(state)
+        return Self.size(store.statePath)
+    }
+
+    static func size(_ path: String) -> Int {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
     }
 
     /// The number of seconds in `text` after the last `marker`, e.g. "… in 12.3 s" → 12.3.

@@ -9,13 +9,19 @@ import Glibc
 
 let usage = """
     Usage: cost-optimizer-bench [--sizes 100,1000,5000] [--latency 0.2] [--concurrency 16] [--interval 30]
-                                [--only fleet,ssh,journal] [--ssh-instances 32] [--ssh-passes 5]
-                                [--journal-lines 10000,100000] [--log-level info] [--daemon PATH]
+                                [--only fleet,ssh,journal,state,runner] [--ssh-instances 32] [--ssh-passes 5]
+                                [--journal-lines 10000,100000] [--samples 60] [--cycles 2] [--log-level info]
+                                [--env NAME=value]... [--daemon PATH]
       fleet    the release daemon against loopback Vast.ai (pages of 25) and GCE (pages of 500) fleets of each size,
-               half and half, with a fake ssh answering after --latency seconds: two cycles --interval s apart
+               half and half, with a fake ssh answering after --latency seconds: two cycles --interval s apart,
+               starting from a state of --samples samples per instance (an hour at the default interval); with
+               --cycles N, N cycles, and the figures of the last
       ssh      sampling time with and without ssh connection reuse against a real sshd on 127.0.0.1 (needs
                openssh-server; skipped with a note when it cannot start)
       journal  the per-cycle read of the action journal for open intents, at each --journal-lines size
+      state    saving (each cycle) and loading (at start) the state file of each fleet size, --samples per instance
+      runner   the daemon's process runner started 4,800 times: its resident memory must stay flat
+    --env adds a variable to the daemon's environment (e.g. --env SSH_CONTROL_PERSIST=0).
     """
 
 /// Prints a line at once (the output is often piped to a file while a long run goes on).
@@ -28,11 +34,14 @@ struct Arguments {
     var latency = 0.2
     var concurrency = 16
     var interval = 30.0
-    var parts: Set<String> = ["fleet", "ssh", "journal"]
+    var parts: Set<String> = ["fleet", "ssh", "journal", "state", "runner"]
     var sshInstances = 32
     var sshPasses = 5
     var journalLines = [10_000, 100_000]
     var logLevel = "info"
+    var extraEnvironment: [String: String] = [:]
+    var seededSamples = 60
+    var cycles = 2
     var daemon = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         .appendingPathComponent("cost-optimizer").path
 
@@ -67,7 +76,13 @@ struct Arguments {
             case "--ssh-passes": parsed.sshPasses = try integers(flag)[0]
             case "--journal-lines": parsed.journalLines = try integers(flag)
             case "--log-level": parsed.logLevel = try value(flag)
+            case "--samples": parsed.seededSamples = Int(try value(flag)) ?? 60
+            case "--cycles": parsed.cycles = max(2, try integers(flag)[0])
             case "--daemon": parsed.daemon = try value(flag)
+            case "--env":
+                let pair = try value(flag).split(separator: "=", maxSplits: 1).map(String.init)
+                guard pair.count == 2 else { throw BenchError("--env takes NAME=value") }
+                parsed.extraEnvironment[pair[0]] = pair[1]
             case "-h", "--help":
                 print(usage)
                 exit(0)
@@ -101,14 +116,15 @@ func printFleet(_ results: [FleetBench.Result], _ arguments: Arguments) {
         ### Fleet cycles (fake ssh answering after \(fixed(arguments.latency, 3)) s, SSH_CONCURRENCY=\(arguments.concurrency), \
         CHECK_INTERVAL=\(fixed(arguments.interval, 0)))
 
-        Cycle 2 is the steady state (the first includes the first state file); ideal = ceil(N / \(arguments.concurrency)) × \
+        The last of \(max(2, arguments.cycles)) cycles (the daemon starts from a state of \(arguments.seededSamples) samples per \
+        instance); ideal = ceil(N / \(arguments.concurrency)) × \
         \(fixed(arguments.latency, 3)) s + listing.
 
-        | instances (Vast + GCE) | listing s | ideal s | cycle s (daemon) | cycle s (outside) | ratio to ideal | peak RSS MiB | CPU s, cycle 2 | CPU s to end of cycle 1 (with start) | fake ssh CPU s, cycle 2 | HTTP requests / cycle (Vast + GCE) | requests per 1,000 instances | idle CPU % of a core | exit on SIGTERM |
+        | instances (Vast + GCE) | listing s | ideal s | cycle s (daemon) | cycle s (outside) | ratio to ideal | peak RSS MiB | CPU s, last cycle | CPU s to end of cycle 1 (with start) | fake ssh CPU s, last cycle | HTTP requests / cycle (Vast + GCE) | requests per 1,000 instances | idle CPU % of a core | exit on SIGTERM |
         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|
         """)
     for r in results {
-        let c = 1  // the second cycle
+        let c = r.daemonSeconds.count - 1  // the last cycle
         let ratio = r.daemonSeconds[c] / r.idealSeconds[c]
         let perThousand = Double(r.requests[c]) * 1000 / Double(r.size)
         let exit = (r.exitStatus.map { String($0) } ?? "none (killed)") + (r.stopped ? ", state saved" : "")
@@ -134,7 +150,8 @@ func printFleet(_ results: [FleetBench.Result], _ arguments: Arguments) {
     for r in results {
         let listed = r.daemonListingSeconds.map { $0.map { fixed($0) } ?? "-" }.joined(separator: ", ")
         print(
-            "- \(r.size): RSS after cycle 2 \(megabytes(r.rssAfter)) MiB; the bench's own CPU (servers, counting) in cycle 2 "
+            "- \(r.size): state.json \(r.stateBytesBefore / 1024) KiB at start, \(r.stateBytesAfter / 1024) KiB at the end; "
+                + "RSS after each cycle \(r.rssByCycle.map(megabytes).joined(separator: ", ")) MiB; the bench's own CPU (servers, counting) in the last cycle "
                 + "\(fixed(r.benchCPUSecondCycle)) s; daemon's own listing time (debug log) \(listed); last summary: "
                 + "`\(r.summary.replacingOccurrences(of: "`", with: "'"))`")
     }
@@ -164,6 +181,25 @@ func printSSH(_ r: SSHReuseBench.Result) {
             + "\(fixed(r.masterCPU, 3)) CPU s over the run; close (ssh -O exit each, then the directory) took "
             + "\(fixed(r.closeSeconds, 3)) s; masters left after close: \(r.mastersLeft); control directory left: "
             + "\(r.controlDirectoryLeft ? "yes" : "no").")
+    print()
+}
+
+func printState(_ results: [StateBench.Result], samples: Int) {
+    print(
+        """
+        ### The state file (saved every cycle, loaded at start), \(samples) samples per instance
+
+        Memory: the peak resident set above what the process held before the step (for a load, the state read \
+        included).
+
+        | instances | state.json KiB | save ms | save peak MiB | load ms | load peak MiB |
+        |---|---|---|---|---|---|
+        """)
+    for r in results {
+        print(
+            "| \(r.instances) | \(r.bytes / 1024) | \(fixed(r.saveSeconds * 1000, 0)) | \(fixed(r.savePeakMiB, 1)) "
+                + "| \(fixed(r.loadSeconds * 1000, 0)) | \(fixed(r.loadPeakMiB, 1)) |")
+    }
     print()
 }
 
@@ -207,6 +243,23 @@ if arguments.parts.contains("journal") {
         failed = true
     }
 }
+if arguments.parts.contains("runner") {
+    let points = await LeakProbe.run(runs: 4800, executable: "/bin/echo", arguments: ["x"])
+    print("### The process runner: resident memory over 4,800 short runs, 16 at a time\n")
+    print("| runs | " + points.map { "\($0.0)" }.joined(separator: " | ") + " |")
+    print("|---|" + points.map { _ in "---|" }.joined())
+    print("| resident MiB | " + points.map { fixed($0.1, 1) }.joined(separator: " | ") + " |\n")
+}
+if arguments.parts.contains("state") {
+    do {
+        printState(
+            try arguments.sizes.map { try StateBench.run(instances: $0, samples: arguments.seededSamples) },
+            samples: arguments.seededSamples)
+    } catch {
+        print("state: failed: \(error)\n")
+        failed = true
+    }
+}
 if arguments.parts.contains("ssh") {
     if let missing = SSHReuseBench.missing() {
         print("### ssh connection reuse\n\nSkipped: \(missing).\n")
@@ -229,7 +282,8 @@ if arguments.parts.contains("fleet") {
     let bench = FleetBench(
         options: .init(
             daemon: arguments.daemon, latency: arguments.latency, concurrency: arguments.concurrency,
-            interval: arguments.interval, logLevel: arguments.logLevel))
+            interval: arguments.interval, logLevel: arguments.logLevel, environment: arguments.extraEnvironment,
+            seededSamples: arguments.seededSamples, cycles: arguments.cycles))
     var results: [FleetBench.Result] = []
     for size in arguments.sizes {
         do {

@@ -3,6 +3,7 @@ import CostOptimizerSimulation
 import Foundation
 
 // Thin: parse the command and hand over. `demo` and `simulate` run simulations; everything else is the daemon's tool.
+MallocTuning.useOneArena()  // first, before any other thread allocates (docs/performance.md)
 let arguments = Array(CommandLine.arguments.dropFirst())
 let environment = ProcessInfo.processInfo.environment
 let status: Int32 =

@@ -11,6 +11,16 @@ enum AtomicFile {
     /// Writes `data` to `path` through the temp file `temp` (same directory), with `mode`.
     /// - Throws: `AtomicFileError` naming the path that failed and the system's reason; the temp file is removed.
     static func replace(_ path: String, with data: Data, mode: mode_t, temp: String) throws(AtomicFileError) {
+        try replace(path, mode: mode, temp: temp) { write in try write(data) }
+    }
+
+    /// Writes what `produce` hands to its `write` function, piece by piece (a large fleet's state is never whole in
+    /// memory), to `path` through the temp file `temp` (same directory), with `mode`.
+    /// - Throws: `AtomicFileError` naming the path that failed and the system's reason (an error thrown by `produce`
+    ///   itself names `path`, "cannot encode"); the temp file is removed.
+    static func replace(
+        _ path: String, mode: mode_t, temp: String, produce: (_ write: (Data) throws -> Void) throws -> Void
+    ) throws(AtomicFileError) {
         unlink(temp)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw AtomicFileError(path: temp, detail: String(cString: strerror(errno))) }
@@ -19,12 +29,13 @@ enum AtomicFile {
             failure = AtomicFileError(
                 path: temp, detail: "cannot set mode \(String(mode, radix: 8)): " + String(cString: strerror(errno)))
         } else {
-            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if written != data.count {
-                failure = AtomicFileError(
-                    path: temp, detail: written < 0 ? String(cString: strerror(errno)) : "short write")
-            } else if fsync(fd) != 0 {
-                failure = AtomicFileError(path: temp, detail: String(cString: strerror(errno)))
+            do {
+                try produce { data in try writeAll(data, to: fd, path: temp) }
+                if fsync(fd) != 0 { failure = AtomicFileError(path: temp, detail: String(cString: strerror(errno))) }
+            } catch let error as AtomicFileError {
+                failure = error
+            } catch {
+                failure = AtomicFileError(path: path, detail: "cannot encode: \(error)")
             }
         }
         close(fd)
@@ -43,6 +54,25 @@ enum AtomicFile {
             _ = fsync(dirFD)
             close(dirFD)
         }
+    }
+
+    /// Writes all of `data`, however many `write` calls it takes.
+    private static func writeAll(_ data: Data, to fd: Int32, path: String) throws(AtomicFileError) {
+        var failure: AtomicFileError?
+        data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else {
+                    failure = AtomicFileError(
+                        path: path, detail: written < 0 ? String(cString: strerror(errno)) : "short write")
+                    return
+                }
+                offset += written
+            }
+        }
+        if let failure { throw failure }
     }
 }
 

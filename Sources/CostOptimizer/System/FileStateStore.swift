@@ -65,9 +65,16 @@ public struct FileStateStore: StateStore {
     }
 
     public func load() throws -> FleetState? {
+        let state = readState()
+        // The file's text and the decoding are gone: their pages go back to the system.
+        MallocTuning.releaseFreePages()
+        return state
+    }
+
+    private func readState() -> FleetState? {
         guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
         do {
-            let state = try FileStateStore.decoder.decode(FleetState.self, from: data)
+            let state = try StateFileCoding.decode(data, with: FileStateStore.decoder)
             guard state.schemaVersion == FleetState.currentSchemaVersion else {
                 throw StateStoreError.io(path: statePath, detail: "schema version \(state.schemaVersion)")
             }
@@ -81,14 +88,17 @@ public struct FileStateStore: StateStore {
     }
 
     public func save(_ state: FleetState) throws {
-        let data: Data
-        do { data = try FileStateStore.encoder.encode(state) } catch {
-            throw StateStoreError.io(path: statePath, detail: "cannot encode the state")
-        }
         let temp = directory + "/.state.json.tmp-\(getpid())"
-        do { try AtomicFile.replace(statePath, with: data, mode: 0o600, temp: temp) } catch {
+        do {
+            // Written in pieces as it is encoded: a large fleet's state is never whole in memory.
+            try AtomicFile.replace(statePath, mode: 0o600, temp: temp) { write in
+                try StateFileCoding.encode(state, with: FileStateStore.encoder, emit: write)
+            }
+        } catch {
             throw StateStoreError.io(path: error.path, detail: error.detail)
         }
+        // The end of a cycle: what it freed goes back to the system.
+        MallocTuning.releaseFreePages()
     }
 
     /// Appends `record` as one line with one `write`, then fsyncs. A line left without its newline by a crash is

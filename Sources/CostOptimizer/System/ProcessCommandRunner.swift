@@ -15,7 +15,8 @@ import Glibc
 /// start (ssh and sshd close every descriptor above 2) makes its one reaper thread block in `waitpid` until that
 /// child ends, delaying every other child's reaping behind it. Whichever of `Process` and this thread reaps first
 /// provides the status. Output still open a moment after the exit belongs to a leftover grandchild, whose process
-/// group (the child's: `Process` starts each child in a group of its own) is then killed.
+/// group (the child's: `Process` starts each child in a group of its own) is then killed. Once the caller has its
+/// result, the thread lets go of the `Process` (`ChildWatch.release`), which would otherwise never be freed.
 public struct ProcessCommandRunner: CommandRunner {
     /// Seconds between SIGTERM and SIGKILL when the deadline passes or the task is cancelled.
     ///
@@ -33,16 +34,26 @@ public struct ProcessCommandRunner: CommandRunner {
         self.drainAfterExit = drainAfterExit
     }
 
+    /// Makes the `Process` of each run (tests give a subclass that counts its deinits).
+    var makeProcess: @Sendable () -> Process = { Process() }
+
     /// Runs the command to its end, its deadline or cancellation; the child is always reaped.
     /// - Throws: `CommandError.launchFailed` when the program is missing or cannot start, `.timedOut` after the
     ///   deadline, `.outputTooLarge` when stdout or stderr passes `outputLimit`, `.cancelled` when the task is cancelled.
     public func run(_ command: Command) async throws -> CommandResult {
         let cancellation = CancellationFlag()
-        let watch = ChildWatch(command: command, gracePeriod: gracePeriod, drainAfterExit: drainAfterExit)
+        let watch = ChildWatch(
+            command: command, gracePeriod: gracePeriod, drainAfterExit: drainAfterExit, makeProcess: makeProcess)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<CommandResult, any Error>) in
                 Thread {
-                    continuation.resume(with: Result { try watch.run(cancellation: cancellation) })
+                    var launched: Process?
+                    let result = Result<CommandResult, any Error> {
+                        try watch.run(cancellation: cancellation, launched: &launched)
+                    }
+                    continuation.resume(with: result)
+                    // After the caller has its result: the wait for Process to see the exit delays nobody.
+                    if let launched { ChildWatch.release(launched) }
                 }.start()
             }
         } onCancel: {
@@ -98,6 +109,7 @@ struct ChildWatch: Sendable {
     let command: Command
     let gracePeriod: Double
     let drainAfterExit: Double
+    let makeProcess: @Sendable () -> Process
 
     /// How the child ended, as seen by `waitid` or `Process`.
     struct Exit {
@@ -105,10 +117,11 @@ struct ChildWatch: Sendable {
         var signaled: Bool
     }
 
-    func run(cancellation: CancellationFlag) throws(CommandError) -> CommandResult {
+    /// Runs the command; `launched` is set to the `Process` once it started, for `release` afterwards.
+    func run(cancellation: CancellationFlag, launched: inout Process?) throws(CommandError) -> CommandResult {
         guard !cancellation.isCancelled else { throw .cancelled }
         let path = try ProcessCommandRunner.resolve(command.executable, environment: command.environment)
-        let process = Process()
+        let process = makeProcess()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = command.arguments
         process.environment = command.environment
@@ -120,6 +133,7 @@ struct ChildWatch: Sendable {
         let reaped = ReapFlag()
         process.terminationHandler = { _ in reaped.set() }
         try Self.launch(process, executable: command.executable)
+        launched = process
         let pid = process.processIdentifier
         var child = Child(pid: pid, ownsGroup: getpgid(pid) == pid)
         var outputs = [
@@ -179,6 +193,18 @@ struct ChildWatch: Sendable {
         let ended = exit ?? Exit(status: -1, signaled: false)
         return CommandResult(
             status: ended.status, signaled: ended.signaled, stdout: outputs[0].data, stderr: outputs[1].data)
+    }
+
+    /// Lets go of a `Process` whose child ended, so that it can be freed.
+    ///
+    /// On Linux a launched `Process` keeps itself alive through its run loop source until `waitUntilExit()` runs
+    /// (swift-corelibs-foundation, Swift 6.3): without this every run kept about 2 KB, gigabytes a day for a fleet of
+    /// a thousand instances (docs/performance.md). Called on the run's own thread once the caller has its result:
+    /// `waitUntilExit()` returns as soon as `Process` has seen the exit, a moment after the child ended (later only
+    /// while `Process`'s one reaper is held up by another child, or a grandchild holds its socket), and no caller
+    /// waits for it.
+    static func release(_ process: Process) {
+        process.waitUntilExit()
     }
 
     /// Starts the process with no signal blocked.
