@@ -1,4 +1,5 @@
 import CostOptimizer
+import CostOptimizerCore
 import Foundation
 
 #if canImport(Glibc)
@@ -249,6 +250,10 @@ if arguments.parts.contains("runner") {
     print("| runs | " + points.map { "\($0.0)" }.joined(separator: " | ") + " |")
     print("|---|" + points.map { _ in "---|" }.joined())
     print("| resident MiB | " + points.map { fixed($0.1, 1) }.joined(separator: " | ") + " |\n")
+    let output = FleetBench.busyAnswer
+    let started = BenchClock.now
+    for _ in 0..<10_000 { _ = NvidiaSmiProbe.parse(output: output, exitStatus: 0) }
+    print("Parsing one sample's output (\(output.utf8.count) bytes): \(fixed((BenchClock.now - started) * 100, 1)) µs.\n")
 }
 if arguments.parts.contains("state") {
     do {

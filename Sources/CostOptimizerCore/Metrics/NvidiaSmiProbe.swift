@@ -28,6 +28,7 @@ public enum NvidiaSmiProbe {
 
     /// The prefix of a status line: `@@status query 0`, `@@status utilization 0`.
     public static let marker = "@@status "
+    static let markerFirstByte = UInt8(ascii: "@")
 
     /// Turns the probe's stdout and ssh's exit status into a sample.
     ///
@@ -70,12 +71,15 @@ extension NvidiaSmiProbe {
         var utilizationStatus: Int32?
 
         init(_ output: String) {
-            for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
-                let line = line.hasSuffix("\r") ? line.dropLast() : line
+            // Split on the newline byte: splitting on the Character would walk grapheme clusters, slowly, and would
+            // keep "\r\n" (one Character) unsplit.
+            for bytes in output.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                let whole = Substring(bytes)
+                let line = whole.utf8.last == UInt8(ascii: "\r") ? whole.dropLast() : whole
                 // A marker may follow text that lacked a final newline: the text before it still belongs to the section.
-                // (`firstRange` is slow on Linux: most lines hold no '@' and cannot hold the marker.)
+                // Searched for only in lines holding its first byte: the search is slow, and runs for every sample.
                 let markerRange =
-                    line.utf8.contains(UInt8(ascii: "@")) ? line.firstRange(of: NvidiaSmiProbe.marker) : nil
+                    line.utf8.contains(NvidiaSmiProbe.markerFirstByte) ? line.firstRange(of: NvidiaSmiProbe.marker) : nil
                 let text = markerRange.map { line[..<$0.lowerBound] } ?? line
                 if !text.isEmpty {
                     if queryStatus == nil {
