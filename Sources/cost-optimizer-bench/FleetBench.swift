@@ -223,7 +223,7 @@ struct FleetBench {
             requests.append(snapshot.vast - countedVast + snapshot.gce - countedGCE)
             countedVast = snapshot.vast
             countedGCE = snapshot.gce
-            daemonSeconds.append(Self.seconds(in: line.text, after: " in ") ?? .nan)
+            daemonSeconds.append(Self.seconds(in: line.text, after: " errors in ") ?? .nan)
             let listed = daemon.allLines[lineIndex..<index].last { $0.text.contains("Listing complete") }
             daemonListing.append(listed.flatMap { Self.seconds(in: $0.text, after: " in ") })
             summary = line.text
