@@ -132,7 +132,17 @@ struct RealSSHTests {
             let socket = control.path + "/vast-1002"
             let type = try FileManager.default.attributesOfItem(atPath: socket)[.type] as? FileAttributeType
             #expect(type == .typeSocket)
-            #expect(Self.processes(mentioning: control.path).count == 1, "expected one ssh master for \(control.path)")
+            let masters = Self.processes(mentioning: control.path)
+            #expect(masters.count == 1, "expected one ssh master for \(control.path)")
+            for master in masters {
+                // Detached from the daemon: a session of its own (no signal to our group reaches it, and it holds no
+                // terminal), and its standard streams on /dev/null, so it holds none of the runner's pipes.
+                #expect(getsid(master) != getsid(0))
+                for stream in 0...2 {
+                    let target = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(master)/fd/\(stream)")
+                    #expect(target == "/dev/null", "the master's fd \(stream) is \(target)")
+                }
+            }
 
             await sampler.close()
             #expect(!FileManager.default.fileExists(atPath: control.path))
