@@ -4,7 +4,8 @@ import Foundation
 import Synchronization
 
 /// `cost-optimizer demo`: the real daemon (HTTP client, Process-spawned ssh, engine, state files) against a
-/// simulated Vast.ai fleet on loopback, for a simulated day, with no configuration, root or network.
+/// simulated fleet on loopback Vast.ai, TensorDock and GCE servers, for 25 simulated hours, with no configuration,
+/// root or network.
 public enum Demo {
     /// One simulated instance and what its GPUs do over time.
     struct Machine {
