@@ -31,7 +31,7 @@ struct SavingsLedgerTests {
     static func pausedLedger(_ running: Instance, after: [Instance], step: Double, until: Double) -> SavingsLedger {
         var ledger = SavingsLedger()
         ledger.accrue(seen([running]), now: t0, maxGap: noCap)
-        ledger.record(.pause, instance: running, result: "ok", dryRun: false, at: t0)
+        ledger.record(.pause, instance: running, result: "ok", at: t0)
         var t = step
         while t <= until {
             ledger.accrue(seen(after), now: t0 + t, maxGap: noCap)
@@ -69,7 +69,7 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let running = Self.vast(.running, price: 0.40, storage: 0.01)
         ledger.accrue(Self.seen([running]), now: Self.t0, maxGap: 3 * Self.hour)
-        ledger.record(.delete, instance: running, result: "ok", dryRun: false, at: Self.t0)
+        ledger.record(.delete, instance: running, result: "ok", at: Self.t0)
         for h in 1...(31 * 24) {
             ledger.accrue(Self.seen([]), now: Self.t0 + Double(h) * Self.hour, maxGap: 3 * Self.hour)
         }
@@ -85,7 +85,7 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let running = Self.vast(.running, price: 0.40)
         ledger.accrue(Self.seen([running]), now: Self.t0, maxGap: Self.noCap)
-        ledger.record(.delete, instance: running, result: "ok", dryRun: false, at: Self.t0)
+        ledger.record(.delete, instance: running, result: "ok", at: Self.t0)
         ledger.accrue(Self.seen([], listed: []), now: Self.t0 + Self.hour, maxGap: Self.noCap)
         #expect(ledger.savedUSD == 0)
         ledger.accrue(Self.seen([]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
@@ -99,7 +99,7 @@ struct SavingsLedgerTests {
         // A delete whose instance stays listed (or unlisted by an outage) still ends at the horizon.
         var stuck = SavingsLedger()
         stuck.accrue(Self.seen([running]), now: Self.t0, maxGap: Self.noCap)
-        stuck.record(.delete, instance: running, result: "ok", dryRun: false, at: Self.t0)
+        stuck.record(.delete, instance: running, result: "ok", at: Self.t0)
         stuck.accrue(Self.seen([Self.vast(.paused)], listed: []), now: Self.t0 + 31 * Self.day, maxGap: Self.noCap)
         #expect(stuck.entries.first?.endedAt == Self.t0 + 30 * Self.day && stuck.savedUSD == 0)
     }
@@ -110,7 +110,7 @@ struct SavingsLedgerTests {
             Self.vast(.running, price: 0.50, storage: 0.02), after: [Self.vast(.paused, price: 0.50, storage: 0.02)],
             step: Self.hour, until: Self.hour)
         ledger.record(
-            .delete, instance: Self.vast(.paused, price: 0.50, storage: 0.02), result: "ok", dryRun: false,
+            .delete, instance: Self.vast(.paused, price: 0.50, storage: 0.02), result: "ok",
             at: Self.t0 + Self.hour)
         ledger.accrue(Self.seen([]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
         // 1 h × 0.48 paused, then 1 h × 0.50 deleted.
@@ -124,7 +124,7 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let stopped = Self.vast(.paused, price: 1.10, storage: 0.0104)
         ledger.accrue(Self.seen([stopped]), now: Self.t0, maxGap: Self.noCap)
-        ledger.record(.delete, instance: stopped, result: "ok", dryRun: false, at: Self.t0)
+        ledger.record(.delete, instance: stopped, result: "ok", at: Self.t0)
         ledger.accrue(Self.seen([]), now: Self.t0 + 10 * Self.hour, maxGap: Self.noCap)
         #expect(abs(ledger.savedUSD - 0.104) < 1e-9)
     }
@@ -137,7 +137,7 @@ struct SavingsLedgerTests {
         ledger.accrue(Self.seen([reserved], listed: [.tensordock]), now: Self.t0, maxGap: Self.noCap)
         ledger.accrue(Self.seen([reserved], listed: [.tensordock]), now: Self.t0 + Self.hour, maxGap: Self.noCap)
         #expect(abs(ledger.spendUSD - 0.38) < 1e-9)
-        ledger.record(.pause, instance: reserved, result: "ok", dryRun: false, at: Self.t0 + Self.hour)
+        ledger.record(.pause, instance: reserved, result: "ok", at: Self.t0 + Self.hour)
         let released = Self.vast(.paused, id: "td", price: 0.38, storage: 0.01, provider: .tensordock)
         ledger.accrue(Self.seen([released], listed: [.tensordock]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
         #expect(abs(ledger.savedUSD - 0.37) < 1e-9)
@@ -157,7 +157,7 @@ struct SavingsLedgerTests {
         #expect(ledger.entries.first?.endedAt == Self.t0 + 2 * Self.hour)
         // Paused again by us later: a new entry.
         ledger.record(
-            .pause, instance: Self.vast(.running, price: 0.60), result: "ok", dryRun: false,
+            .pause, instance: Self.vast(.running, price: 0.60), result: "ok",
             at: Self.t0 + 3 * Self.hour)
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.60)]), now: Self.t0 + 4 * Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.count == 2)
@@ -169,12 +169,12 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let running = Self.vast(.running, price: 0.50)
         ledger.accrue(Self.seen([running]), now: Self.t0, maxGap: Self.noCap)
-        ledger.record(.pause, instance: running, result: "ok", dryRun: false, at: Self.t0)
+        ledger.record(.pause, instance: running, result: "ok", at: Self.t0)
         ledger.accrue(Self.seen([running], pending: [running.key]), now: Self.t0 + Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.first?.isOpen == true)
         #expect(ledger.savedUSD == 0)
         ledger.record(
-            .pause, instance: Self.vast(.running, price: 0.90), result: "ok", dryRun: false,
+            .pause, instance: Self.vast(.running, price: 0.90), result: "ok",
             at: Self.t0 + Self.hour)
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.90)]), now: Self.t0 + 2 * Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.count == 1)
@@ -227,7 +227,7 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let running = Self.vast(.running, price: 0.60)
         ledger.accrue(Self.seen([running]), now: beforeMidnight, maxGap: Self.noCap)
-        ledger.record(.pause, instance: running, result: "ok", dryRun: false, at: beforeMidnight)
+        ledger.record(.pause, instance: running, result: "ok", at: beforeMidnight)
         let twentyPast = beforeMidnight + 1800
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.60, storage: 0.06)]), now: twentyPast, maxGap: Self.noCap)
         // Savings 0.54/h: 10 min on the 15th, 20 min on the 16th. Spend 0.06/h likewise.
@@ -246,9 +246,9 @@ struct SavingsLedgerTests {
         var ledger = SavingsLedger()
         let running = Self.vast(.running, price: 0.50)
         ledger.accrue(Self.seen([running]), now: Self.t0, maxGap: Self.noCap)
-        ledger.record(.pause, instance: running, result: "dry_run", dryRun: true, at: Self.t0)
-        ledger.record(.pause, instance: running, result: "failed", dryRun: false, at: Self.t0)
-        ledger.record(.delete, instance: running, result: "failed", dryRun: false, at: Self.t0)
+        ledger.record(.pause, instance: running, result: "dry_run", at: Self.t0)
+        ledger.record(.pause, instance: running, result: "failed", at: Self.t0)
+        ledger.record(.delete, instance: running, result: "failed", at: Self.t0)
         ledger.accrue(Self.seen([Self.vast(.paused, price: 0.50)]), now: Self.t0 + Self.hour, maxGap: Self.noCap)
         #expect(ledger.entries.isEmpty)
         #expect(ledger.savedUSD == 0)

@@ -455,7 +455,7 @@ public struct Daemon: Sendable {
             let record = journalRecord(planned, now: now, result: "dry_run", error: nil)
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: true, succeeded: true)
-            state.savings.record(action, instance: instance, result: JournalResult.dryRun, dryRun: true, at: now)
+            state.savings.record(action, instance: instance, result: JournalResult.dryRun, at: now)
             await notifier.notify(actionEvent(planned, dryRun: true))
             return record
         }
@@ -477,7 +477,7 @@ public struct Daemon: Sendable {
             let record = intent.resolution(JournalResult.ok, at: clock.now())
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: true)
-            state.savings.record(action, instance: instance, result: JournalResult.ok, dryRun: false, at: now)
+            state.savings.record(action, instance: instance, result: JournalResult.ok, at: now)
             if action == .pause, instance.state == .running {
                 state[instance.key]?.pauseCheck = PauseCheck(since: now, attempts: 1)
             }
@@ -488,7 +488,7 @@ public struct Daemon: Sendable {
             let record = intent.resolution(JournalResult.failed, at: clock.now(), error: "\(error)")
             appendJournal(record)
             state.record(action, for: instance.key, at: now, dryRun: false, succeeded: false)
-            state.savings.record(action, instance: instance, result: JournalResult.failed, dryRun: false, at: now)
+            state.savings.record(action, instance: instance, result: JournalResult.failed, at: now)
             await notifier.notify(
                 event(
                     .actionFailed, planned.instance, reason: "\(error)", dryRun: false,

@@ -201,13 +201,14 @@ public struct SavingsLedger: Codable, Equatable, Sendable {
 
     // MARK: - Actions
 
-    /// Records an action's outcome: counted always; a successful real pause or delete (not a dry run) opens the
+    /// Records an action's outcome, as the journal's result says it (`ok`, `failed`, `dry_run`, …): counted always;
+    /// only an `ok` (the provider applied a real pause or delete; a dry run's result is `dry_run`) opens the
     /// instance's entry at the instance's rate at that moment, or moves its open entry on (a delete after our pause
     /// keeps the pause's billed rate; a pause sent again changes nothing).
-    public mutating func record(_ action: ActionKind, instance: Instance, result: String, dryRun: Bool, at time: Date) {
+    public mutating func record(_ action: ActionKind, instance: Instance, result: String, at time: Date) {
         guard action != .none else { return }
         actionCounts[SavingsLedger.countKey(action, result), default: 0] += 1
-        guard result == JournalResult.ok, !dryRun else { return }
+        guard result == JournalResult.ok else { return }
         if let index = entries.lastIndex(where: { $0.isOpen && $0.key == instance.key }) {
             if let storage = instance.storageCostUSDPerHour { entries[index].storageUSDPerHour = storage }
             if action == .delete { entries[index].deletedAt = time }
