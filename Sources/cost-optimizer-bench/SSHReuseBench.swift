@@ -78,17 +78,10 @@ struct SSHReuseBench {
     }
 
     let options: Options
-    static let sshd = "/usr/sbin/sshd"
-    static let ssh = "/usr/bin/ssh"
-    static let keygen = "/usr/bin/ssh-keygen"
+    static let ssh = LocalSSHD.ssh
 
     /// Why the part cannot run here, or nil.
-    static func missing() -> String? {
-        for path in [sshd, ssh, keygen] where access(path, X_OK) != 0 {
-            return "\(path) is missing (apt-get install -y openssh-server openssh-client)"
-        }
-        return nil
-    }
+    static func missing() -> String? { LocalSSHD.missing() }
 
     func run() async throws -> Result {
         let directory = try makeTemporaryDirectory("cost-optimizer-bench-sshd")
@@ -99,7 +92,7 @@ struct SSHReuseBench {
             Instance(
                 key: InstanceKey(provider: .vast, id: String(50_000 + index)), name: "ssh-bench-\(index)",
                 state: .running, providerStatus: "running",
-                ssh: SSHEndpoint(host: "127.0.0.1", port: server.port, user: Self.userName))
+                ssh: SSHEndpoint(host: "127.0.0.1", port: server.port, user: LocalSSHD.userName))
         }
         // Host keys are recorded once, before either way is timed.
         let warmup = sampler(directory, runner: TimingRunner(), persist: 0, control: nil)
@@ -208,27 +201,8 @@ struct SSHReuseBench {
         }
     }
 
-    static var userName: String {
-        guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return "root" }
-        return String(cString: name)
-    }
-
     private func startServer(_ directory: String) async throws -> Server {
-        let files = FileManager.default
-        try files.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
-        guard chmod(directory, 0o755) == 0 else { throw BenchError("cannot chmod \(directory)") }
-        if getuid() == 0 {
-            // sshd refuses to start without its privilege-separation directory.
-            try files.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
-        }
-        for key in ["host_key", "client_key"] {
-            let result = try await ProcessCommandRunner().run(
-                Command(
-                    executable: Self.keygen, arguments: ["-q", "-t", "ed25519", "-N", "", "-f", directory + "/" + key],
-                    environment: ["PATH": "/usr/bin:/bin"]))
-            guard result.status == 0 else { throw BenchError("ssh-keygen failed: \(String(decoding: result.stderr, as: UTF8.self))") }
-        }
-        try files.copyItem(atPath: directory + "/client_key.pub", toPath: directory + "/authorized_keys")
+        try await LocalSSHD.prepare(directory: directory)
         let output = FleetBench.busyAnswer
         let query = String(output[..<output.range(of: NvidiaSmiProbe.marker)!.lowerBound])
         let report = SyntheticNvidiaSmi.utilizationReport([
@@ -250,65 +224,19 @@ struct SSHReuseBench {
 
             """)
         for _ in 0..<3 {
-            let port = try Self.freePort()
-            let config = """
-                Port \(port)
-                ListenAddress 127.0.0.1
-                HostKey \(directory)/host_key
-                PidFile \(directory)/sshd.pid
-                AuthorizedKeysFile \(directory)/authorized_keys
-                UsePAM no
-                StrictModes no
-                PubkeyAuthentication yes
-                PasswordAuthentication no
-                KbdInteractiveAuthentication no
-                PermitRootLogin prohibit-password
-                AllowTcpForwarding no
-                X11Forwarding no
-                PrintMotd no
-                LogLevel INFO
-                MaxStartups 100:30:200
-                MaxSessions 100
-                SetEnv PATH=\(directory)/bin:/usr/bin:/bin
-
-                """
-            try config.write(toFile: directory + "/sshd_config", atomically: true, encoding: .utf8)
-            try? files.removeItem(atPath: directory + "/sshd.pid")
+            let port = try LocalSSHD.freePort()
+            let config = try LocalSSHD.writeConfig(
+                directory: directory, port: port, extra: ["MaxStartups 100:30:200", "MaxSessions 100"])
             // sshd detaches itself (no -D): the bench reads its pid from the pid file and stops it with SIGTERM.
             let result = try await ProcessCommandRunner().run(
                 Command(
-                    executable: Self.sshd, arguments: ["-E", directory + "/sshd.log", "-f", directory + "/sshd_config"],
+                    executable: LocalSSHD.sshd, arguments: ["-E", directory + "/sshd.log", "-f", config],
                     environment: [:], timeout: 30))
-            if result.status == 0 {
-                for _ in 0..<500 {
-                    if let text = try? String(contentsOfFile: directory + "/sshd.pid", encoding: .utf8),
-                        let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
-                    {
-                        return Server(pid: pid, port: port, directory: directory)
-                    }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+            if result.status == 0, let pid = await LocalSSHD.waitForPidFile(directory + "/sshd.pid") {
+                return Server(pid: pid, port: port, directory: directory)
             }
         }
         let log = (try? String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)) ?? ""
         throw BenchError("sshd did not start: \(log)")
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw BenchError("bind failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

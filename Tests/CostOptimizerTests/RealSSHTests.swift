@@ -1,6 +1,7 @@
 import CostOptimizer
 import CostOptimizerCore
 import Foundation
+import CostOptimizerSimulation
 import Testing
 
 #if canImport(Glibc)
@@ -13,10 +14,8 @@ import Glibc
 /// Needs Debian's openssh-server. Outside CI the tests skip when it is missing; with `CI=true` they fail.
 @Suite("Real ssh against a local sshd")
 struct RealSSHTests {
-    static let sshd = "/usr/sbin/sshd"
-    static let ssh = "/usr/bin/ssh"
-    static let keygen = "/usr/bin/ssh-keygen"
-    static let installed = [sshd, ssh, keygen].allSatisfy { (path: String) in access(path, X_OK) == 0 }
+    static let ssh = LocalSSHD.ssh
+    static let installed = LocalSSHD.missing() == nil
     static let runsInCI = ProcessInfo.processInfo.environment["CI"] == "true"
     static let missing = "sshd, ssh or ssh-keygen is missing: install openssh-server (apt-get install -y openssh-server)"
 
@@ -33,7 +32,7 @@ struct RealSSHTests {
     static func instance(_ id: String, port: Int) -> Instance {
         Instance(
             key: InstanceKey(provider: .vast, id: id), name: id, state: .running, providerStatus: "running",
-            ssh: SSHEndpoint(host: "127.0.0.1", port: port, user: SSHServer.userName))
+            ssh: SSHEndpoint(host: "127.0.0.1", port: port, user: LocalSSHD.userName))
     }
 
     @Test(
@@ -205,7 +204,7 @@ struct RealSSHTests {
     func wrongPort() async throws {
         try #require(Self.installed, "\(Self.missing)")
         try await SSHServer.with(nvidiaSmi: Self.captures) { server in
-            let closed = try SSHServer.freePort()
+            let closed = try LocalSSHD.freePort()
             let result = await server.sampler().sample(Self.instance("3001", port: closed))
             guard case .failed(let reason) = result else {
                 Issue.record("expected a failed sample, got \(result)")
@@ -253,27 +252,22 @@ struct SSHServer: Sendable {
     /// sshd's pid; a restart (SIGHUP) keeps it.
     let pid: pid_t
 
-    static var userName: String {
-        guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return "root" }
-        return String(cString: name)
-    }
-
     /// Starts a server, runs `body`, and stops the server whatever happens; fails when a process is left behind.
     static func with(nvidiaSmi: String, _ body: (SSHServer) async throws -> Void) async throws {
         let directory = try await makeDirectory(nvidiaSmi: nvidiaSmi)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var lastFailure = "sshd did not start"
         for _ in 0..<3 {
-            let port = try freePort()
-            let config = try writeConfig(directory: directory, port: port)
+            let port = try LocalSSHD.freePort()
+            let config = try LocalSSHD.writeConfig(directory: directory, port: port)
             let task = Task {
                 try await ProcessCommandRunner().run(
                     Command(
-                        executable: RealSSHTests.sshd, arguments: ["-D", "-E", directory + "/sshd.log", "-f", config],
+                        executable: LocalSSHD.sshd, arguments: ["-D", "-E", directory + "/sshd.log", "-f", config],
                         environment: [:],
                         timeout: 300, outputLimit: 1 << 22))
             }
-            guard let pid = await waitForPidFile(directory + "/sshd.pid") else {
+            guard let pid = await LocalSSHD.waitForPidFile(directory + "/sshd.pid") else {
                 task.cancel()
                 let stderr = (try? await task.value).map { String(decoding: $0.stderr, as: UTF8.self) }
                 let log = try? String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)
@@ -340,36 +334,17 @@ struct SSHServer: Sendable {
     func restartWithNewHostKey() async throws {
         let files = FileManager.default
         for file in ["host_key", "host_key.pub"] { try files.removeItem(atPath: directory + "/" + file) }
-        try await Self.generateKey(directory + "/host_key")
+        try await LocalSSHD.generateKey(directory + "/host_key")
         try? files.removeItem(atPath: directory + "/sshd.pid")
         #expect(kill(pid, SIGHUP) == 0)
-        let restarted = await Self.waitForPidFile(directory + "/sshd.pid")
+        let restarted = await LocalSSHD.waitForPidFile(directory + "/sshd.pid")
         try #require(restarted == pid, "sshd did not come back on port \(port) after SIGHUP")
-    }
-
-    static func generateKey(_ path: String) async throws {
-        let result = try await ProcessCommandRunner().run(
-            Command(
-                executable: RealSSHTests.keygen, arguments: ["-q", "-t", "ed25519", "-N", "", "-f", path],
-                environment: ["PATH": "/usr/bin:/bin"]))
-        guard result.status == 0 else {
-            throw CommandError.launchFailed(executable: "ssh-keygen", detail: String(decoding: result.stderr, as: UTF8.self))
-        }
     }
 
     static func makeDirectory(nvidiaSmi: String) async throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sshd-\(UUID().uuidString)").path
         let files = FileManager.default
-        try files.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
-        try files.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
-        if getuid() == 0 {
-            // sshd refuses to start without its privilege-separation directory.
-            try files.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
-        }
-        for key in ["host_key", "client_key"] {
-            try await generateKey("\(directory)/\(key)")
-        }
-        try files.copyItem(atPath: directory + "/client_key.pub", toPath: directory + "/authorized_keys")
+        try await LocalSSHD.prepare(directory: directory)
         try files.copyItem(
             atPath: try fixture("h100-query-idle.csv"), toPath: directory + "/query.csv")
         try files.copyItem(
@@ -378,62 +353,6 @@ struct SSHServer: Sendable {
         try script.write(toFile: directory + "/bin/nvidia-smi", atomically: true, encoding: .utf8)
         try files.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory + "/bin/nvidia-smi")
         return directory
-    }
-
-    static func writeConfig(directory: String, port: Int) throws -> String {
-        let config = """
-            Port \(port)
-            ListenAddress 127.0.0.1
-            HostKey \(directory)/host_key
-            PidFile \(directory)/sshd.pid
-            AuthorizedKeysFile \(directory)/authorized_keys
-            UsePAM no
-            StrictModes no
-            PubkeyAuthentication yes
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PermitRootLogin prohibit-password
-            AllowTcpForwarding no
-            X11Forwarding no
-            PrintMotd no
-            LogLevel INFO
-            SetEnv PATH=\(directory)/bin:/usr/bin:/bin
-
-            """
-        let path = directory + "/sshd_config"
-        try? FileManager.default.removeItem(atPath: directory + "/sshd.pid")
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
-    /// sshd writes its pid file once it listens; nil when it exited first or took over 10 s.
-    static func waitForPidFile(_ path: String) async -> pid_t? {
-        for _ in 0..<1000 {
-            if let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmed) {
-                return pid
-            }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return nil
-    }
-
-    /// A loopback TCP port that was free a moment ago.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CommandError.launchFailed(executable: "socket", detail: "errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw CommandError.launchFailed(executable: "bind", detail: "errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static func fixture(_ name: String) throws -> String {
