@@ -22,7 +22,7 @@ public enum LedgerCalendar {
 
     /// `yyyy-MM-dd` of the day `dayNumber` days after 1970-01-01.
     public static func dayKey(dayNumber: Int) -> String {
-        let (year, month, day) = civil(fromDays: dayNumber)
+        let (year, month, day) = CivilCalendar.date(days: dayNumber)
         return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
     }
 
@@ -38,7 +38,7 @@ public enum LedgerCalendar {
             let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
             (1...12).contains(month), (1...31).contains(day)
         else { return nil }
-        let number = days(fromCivil: year, month, day)
+        let number = CivilCalendar.days(year: year, month: month, day: day)
         return dayKey(dayNumber: number) == key ? number : nil
     }
 
@@ -59,29 +59,6 @@ public enum LedgerCalendar {
             start = boundary
         }
         return parts
-    }
-
-    // Howard Hinnant's days_from_civil and civil_from_days (proleptic Gregorian).
-    static func civil(fromDays days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        return (year, month, day)
-    }
-
-    static func days(fromCivil year: Int, _ month: Int, _ day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
     }
 
     private static func pad(_ value: Int, _ width: Int) -> String {

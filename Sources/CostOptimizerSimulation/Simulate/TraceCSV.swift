@@ -1,3 +1,4 @@
+import CostOptimizerCore
 import Foundation
 
 /// A bad line in a traces CSV: its number and a sentence saying what is wrong with it.
@@ -246,21 +247,9 @@ public struct TraceFile: Equatable, Sendable {
             }
         }
         guard i == chars.count else { return nil }
-        let monthDays = [31, (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28, 31, 30, 31, 30, 31, 31, 30,
-                         31, 30, 31]
-        guard (1...12).contains(month), (1...monthDays[month - 1]).contains(day), hour <= 23, minute <= 59, second < 60
+        guard CivilCalendar.isValid(year: year, month: month, day: day), hour <= 23, minute <= 59, second < 60
         else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
+        let days = CivilCalendar.days(year: year, month: month, day: day)
         return Double(days * 86_400 + hour * 3600 + minute * 60 - offset) + second
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
     }
 }

@@ -367,18 +367,10 @@ enum TensorDockTimestamp {
     /// Seconds since 1970 of a UTC civil time, nil when a field is out of range (days from civil, proleptic
     /// Gregorian).
     private static func civil(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Double) -> Double? {
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard (1...12).contains(month), day >= 1, day <= monthDays[month - 1], (0...23).contains(hour),
+        guard CivilCalendar.isValid(year: year, month: month, day: day), (0...23).contains(hour),
             (0...59).contains(minute), second >= 0, second < 61
         else { return nil }
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
+        let days = CivilCalendar.days(year: year, month: month, day: day)
         return Double(days * 86_400 + hour * 3600 + minute * 60) + second
     }
 }
