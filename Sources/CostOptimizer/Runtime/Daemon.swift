@@ -528,7 +528,7 @@ public struct Daemon: Sendable {
         else { return }
         let figures = DigestFigures.make(ledger: state.savings, snapshot: snapshot, now: now)
         state.savings.lastDigestDay = day
-        logger.info("Digest sent \(day): \(figures.text)")
+        logger.info("Digest \(day): \(figures.text)")
         await notifier.notify(
             NotificationEvent(event: .digest, text: figures.text, dryRun: config.dryRun, digest: figures))
     }
